@@ -1,0 +1,39 @@
+# Every target creates .venv on first use and reinstalls only when
+# pyproject.toml changes, so a second run is fast.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+REPORT ?= skpapers-report
+
+.PHONY: demo test lint format docs bench clean
+
+demo: $(VENV)/.installed-plot
+	$(BIN)/skpapers reproduce --quick --out $(REPORT)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_nmf.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[$*]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) docs/_build docs/generated docs/auto_examples $(REPORT)

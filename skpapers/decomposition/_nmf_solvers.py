@@ -1,0 +1,572 @@
+"""Pure array functions behind :class:`skpapers.decomposition.NMF`.
+
+Nothing here knows about scikit-learn estimators. ``X`` is a dense array, with
+missing entries set to 0 and described by ``mask``, or a CSR matrix with no
+missing entries. Every update works on the factor ``A`` of ``X ~= A @ B``; the
+``H`` update is the ``W`` update of the transposed problem ``X.T ~= H.T @ W.T``,
+so one function serves both blocks.
+
+References
+----------
+Lee, D. D. and Seung, H. S. (2000). Algorithms for non-negative matrix
+factorization. Advances in Neural Information Processing Systems 13.
+Fevotte, C. and Idier, J. (2011). Algorithms for nonnegative matrix
+factorization with the beta-divergence. Neural Computation 23(9).
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.extmath import randomized_svd
+
+# Floor for denominators and for W @ H before a division or a negative power;
+# scikit-learn uses the same value, which keeps the two "mu" solvers in step.
+EPSILON = np.finfo(np.float32).eps
+_TINY = np.finfo(np.float64).eps
+
+BETA_LOSSES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+
+
+def beta_loss_to_float(beta_loss):
+    """Return the beta of a beta-divergence given by name or number."""
+    return float(BETA_LOSSES.get(beta_loss, beta_loss))
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """Scaled penalties ``l1 * sum(A) + l2 / 2 * |A|^2`` on ``W`` and ``H``."""
+
+    l1_W: float = 0.0
+    l1_H: float = 0.0
+    l2_W: float = 0.0
+    l2_H: float = 0.0
+
+
+def penalty(A, l1, l2):
+    """Value of ``l1 * sum(A) + l2 / 2 * |A|^2``."""
+    value = 0.0
+    if l1:
+        value += l1 * float(A.sum(dtype=np.float64))
+    if l2:
+        value += 0.5 * l2 * float(np.vdot(A, A))
+    return value
+
+
+class Problem:
+    """The matrix to factorise, in the forms the updates need.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Non-negative data. In a dense ``X``, NaN marks a missing entry.
+    """
+
+    def __init__(self, X):
+        if sp.issparse(X):
+            self.X = sp.csr_matrix(X)
+            self.X.sort_indices()
+            self.mask = None
+            self.n_observed = X.shape[0] * X.shape[1]
+            self.sum_sq = float(np.dot(self.X.data, self.X.data))
+        else:
+            missing = np.isnan(X)
+            if missing.any():
+                self.mask = (~missing).astype(X.dtype)
+                self.X = np.where(missing, 0, X).astype(X.dtype, copy=False)
+            else:
+                self.mask = None
+                self.X = X
+            self.n_observed = int(X.size - missing.sum())
+            self.sum_sq = float(np.vdot(self.X, self.X))
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self._T = None
+
+    def has_observed_zero(self):
+        """Whether some observed entry of ``X`` is zero."""
+        if sp.issparse(self.X):
+            return self.X.nnz < np.prod(self.shape) or not self.X.data.all()
+        zero = self.X == 0
+        if self.mask is not None:
+            zero &= self.mask.astype(bool)
+        return bool(zero.any())
+
+    @property
+    def T(self):
+        """The transposed problem (for the ``H`` block), computed once."""
+        if self._T is None:
+            T = Problem.__new__(Problem)
+            T.X = self.X.T.tocsr() if sp.issparse(self.X) else self.X.T
+            T.mask = None if self.mask is None else self.mask.T
+            T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
+            T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
+            self._T = T
+        return self._T
+
+
+# --------------------------------------------------------------------------
+# Products and divergences
+# --------------------------------------------------------------------------
+
+
+def _product_at_nonzeros(A, B, X, chunk=65536):
+    """``(A @ B)`` at the stored entries of the CSR matrix ``X``, in its order."""
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    out = np.empty(X.nnz, dtype=np.result_type(A, B))
+    Bt = B.T
+    for start in range(0, X.nnz, chunk):
+        stop = start + chunk
+        np.einsum(
+            "ij,ij->i",
+            A[rows[start:stop]],
+            Bt[X.indices[start:stop]],
+            out=out[start:stop],
+        )
+    return out
+
+
+def beta_divergence(problem, W, H, beta):
+    """Beta-divergence between ``X`` and ``W @ H`` over the observed entries.
+
+    ``beta = 2`` is half the squared Frobenius norm, ``1`` the generalised
+    Kullback-Leibler divergence and ``0`` the Itakura-Saito divergence.
+    """
+    X, mask = problem.X, problem.mask
+    if sp.issparse(X):
+        if beta == 2:
+            cross = np.vdot(W, X @ H.T)
+            gram = np.vdot(W.T @ W, H @ H.T)
+            return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
+        x = X.data
+        wh = np.maximum(_product_at_nonzeros(W, H, X), EPSILON)
+        if beta == 1:
+            total_wh = float(W.sum(axis=0) @ H.sum(axis=1))
+            return float(np.dot(x, np.log(x / wh)) - x.sum() + total_wh)
+        ratio = x / wh  # Itakura-Saito, where X has no zeros (checked upstream)
+        return float(np.sum(ratio - np.log(ratio)) - ratio.size)
+
+    WH = W @ H
+    if beta == 2:
+        residual = X - WH
+        if mask is not None:
+            residual *= mask
+        return 0.5 * float(np.vdot(residual, residual))
+    WH = np.maximum(WH, EPSILON)
+    if beta == 1:
+        positive = X > 0
+        x = X[positive]
+        kl = np.dot(x, np.log(x / WH[positive])) - x.sum()
+        total_wh = WH.sum() if mask is None else np.vdot(mask, WH)
+        return float(kl + total_wh)
+    ratio = X / WH
+    if mask is None:
+        return float(np.sum(ratio - np.log(ratio)) - ratio.size)
+    observed = mask.astype(bool)
+    ratio = ratio[observed]
+    return float(np.sum(ratio - np.log(ratio)) - ratio.size)
+
+
+# --------------------------------------------------------------------------
+# One block: the gradient split into its positive and negative parts
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Terms:
+    """Parts of the gradient of the loss in ``A``: ``grad = den - num``.
+
+    Lee & Seung's multiplicative rule is ``A <- A * num / den``. ``XBt`` and
+    ``BBt`` are kept for the plain Frobenius loss, where they make the loss and
+    further gradient steps cost only ``O(n k^2)``.
+    """
+
+    num: np.ndarray
+    den: np.ndarray
+    XBt: np.ndarray | None = None
+    BBt: np.ndarray | None = None
+
+
+def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
+    """Numerator and denominator of the multiplicative update of ``A``."""
+    X, mask = problem.X, problem.mask
+    if beta == 2 and mask is None:
+        if XBt is None:
+            XBt = X @ B.T
+        if BBt is None:
+            BBt = B @ B.T
+        num, den = XBt.copy(), A @ BBt
+    else:
+        if sp.issparse(X):
+            AB = _product_at_nonzeros(A, B, X)
+            np.maximum(AB, EPSILON, out=AB)
+            scaled = sp.csr_matrix(
+                (X.data * AB ** (beta - 2), X.indices, X.indptr), shape=X.shape
+            )
+            num = np.asarray(scaled @ B.T)
+            if beta == 1:
+                den = np.broadcast_to(B.sum(axis=1), A.shape).copy()
+            else:
+                den = _sparse_power_product(A, B, beta - 1)
+        else:
+            AB = A @ B
+            np.maximum(AB, EPSILON, out=AB)
+            if beta == 1:
+                scaled = X / AB
+            elif beta == 0:
+                scaled = X / AB**2
+            else:
+                scaled = X * AB ** (beta - 2)
+            num = scaled @ B.T
+            if beta == 1:
+                den = (
+                    np.broadcast_to(B.sum(axis=1), A.shape).copy()
+                    if mask is None
+                    else mask @ B.T
+                )
+            else:
+                power = AB if beta == 2 else AB ** (beta - 1)
+                if mask is not None:
+                    power *= mask
+                den = power @ B.T
+    if l1:
+        den += l1
+    if l2:
+        den += l2 * A
+    return _Terms(num=num, den=den, XBt=XBt, BBt=BBt)
+
+
+def _sparse_power_product(A, B, power, chunk=256):
+    """``(A @ B) ** power @ B.T`` without holding ``A @ B`` whole."""
+    out = np.empty_like(A)
+    for start in range(0, A.shape[0], chunk):
+        AB = np.maximum(A[start : start + chunk] @ B, EPSILON)
+        out[start : start + chunk] = AB**power @ B.T
+    return out
+
+
+def _mm_exponent(beta):
+    """Exponent that makes the multiplicative rule a majorise-minimise step."""
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+def multiplicative_step(terms, A, beta):
+    """Lee & Seung's multiplicative update, in place."""
+    den = terms.den
+    den[den == 0] = EPSILON
+    ratio = terms.num / den
+    gamma = _mm_exponent(beta)
+    if gamma != 1:
+        ratio **= gamma
+    A *= ratio
+    return A
+
+
+def additive_step(terms, A, learning_rate):
+    """The paper's additive update ``A <- max(0, A + eta * (num - den))``.
+
+    ``learning_rate="multiplicative"`` takes the paper's ``eta = A / den``, with
+    which this *is* the multiplicative update.
+    """
+    den = terms.den
+    if isinstance(learning_rate, str):  # "multiplicative"
+        den[den == 0] = EPSILON
+        eta = A / den
+    else:
+        eta = learning_rate
+    A += eta * (terms.num - den)
+    np.maximum(A, 0, out=A)
+    return A
+
+
+def _lipschitz(BBt, l2):
+    """Largest eigenvalue of the Hessian ``BBt + l2 I`` of the Frobenius block."""
+    return float(np.linalg.eigvalsh(BBt.astype(np.float64))[-1]) + l2
+
+
+def accelerated_frobenius_step(terms, A, l1, l2, n_inner):
+    """Accelerated projected gradient on the Frobenius block, in place.
+
+    Minimises ``q(A) = 1/2 tr(A BBt A^T) - tr(A^T XBt) + l1 sum(A) + l2/2 |A|^2``
+    over ``A >= 0`` with ``n_inner`` Nesterov steps of length ``1/L``. A step
+    that would raise ``q`` restarts the momentum from the last point with a
+    plain projected-gradient step, which never raises ``q`` (descent lemma): so
+    the loss never increases.
+    """
+    XBt, BBt = terms.XBt, terms.BBt
+    step = 1.0 / max(_lipschitz(BBt, l2), _TINY)
+    target = XBt - l1 if l1 else XBt
+
+    def objective(M):
+        return 0.5 * np.vdot(M @ BBt, M) + 0.5 * l2 * np.vdot(M, M) - np.vdot(M, target)
+
+    def projected_step(M):
+        gradient = M @ BBt - target
+        if l2:
+            gradient += l2 * M
+        return np.maximum(M - step * gradient, 0)
+
+    current, value = A.copy(), objective(A)
+    Y, t = current, 1.0
+    for _ in range(n_inner):
+        candidate = projected_step(Y)
+        candidate_value = objective(candidate)
+        if candidate_value > value:  # restart: a plain step cannot go up
+            candidate = projected_step(current)
+            candidate_value = objective(candidate)
+            t = 1.0
+        t_next = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
+        Y = candidate + ((t - 1) / t_next) * (candidate - current)
+        current, value, t = candidate, candidate_value, t_next
+    A[...] = current
+    return A
+
+
+# --------------------------------------------------------------------------
+# The alternating driver
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """What a solver returns: factors, iterations and the loss after each."""
+
+    W: np.ndarray
+    H: np.ndarray
+    n_iter: int
+    loss_curve: np.ndarray
+
+
+class _Block:
+    """Updates one factor of ``X ~= A @ B`` by the chosen rule."""
+
+    def __init__(self, problem, beta, l1, l2, solver, learning_rate, n_inner):
+        self.problem, self.beta, self.l1, self.l2 = problem, beta, l1, l2
+        self.solver, self.learning_rate, self.n_inner = solver, learning_rate, n_inner
+        self.extrapolation = 2.0
+        self.terms = None
+
+    def update(self, A, B, *, XBt=None, BBt=None):
+        """Update ``A`` in place; ``self.terms`` keeps the gradient parts."""
+        beta, l1, l2 = self.beta, self.l1, self.l2
+        terms = _gradient_terms(self.problem, A, B, beta, l1, l2, XBt=XBt, BBt=BBt)
+        self.terms = terms
+        if self.solver == "mu":
+            return multiplicative_step(terms, A, beta)
+        if self.learning_rate != "auto":
+            return additive_step(terms, A, self.learning_rate)
+        if terms.XBt is not None:
+            return accelerated_frobenius_step(terms, A, l1, l2, self.n_inner)
+        return self._extrapolated_step(terms, A, B)
+
+    def _extrapolated_step(self, terms, A, B):
+        """Line search along the multiplicative direction (``"auto"``, general).
+
+        The multiplicative point ``A_mu`` never raises the loss; the step goes
+        ``alpha`` times as far along ``A_mu - A`` (projected onto ``A >= 0``)
+        only where that is lower still, so the loss never increases and each
+        block does at least as well as the multiplicative rule.
+        """
+        mu_point = multiplicative_step(terms, A.copy(), self.beta)
+        candidate = np.maximum(A + self.extrapolation * (mu_point - A), 0)
+        if self._block_loss(candidate, B) < self._block_loss(mu_point, B):
+            A[...] = candidate
+            self.extrapolation = min(2 * self.extrapolation, 64.0)
+        else:
+            A[...] = mu_point
+            self.extrapolation = max(self.extrapolation / 2, 1.25)
+        return A
+
+    def _block_loss(self, A, B):
+        divergence = beta_divergence(self.problem, A, B, self.beta)
+        return divergence + penalty(A, self.l1, self.l2)
+
+
+def fit_factors(
+    problem,
+    W,
+    H,
+    *,
+    beta,
+    regularization,
+    solver="mu",
+    learning_rate="auto",
+    max_iter=200,
+    tol=1e-4,
+    update_H=True,
+    n_inner=5,
+    verbose=0,
+):
+    """Alternately update ``W`` then ``H`` to minimise the penalised divergence.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data.
+    W : ndarray of shape (n_samples, n_components)
+        Initial ``W``, updated in place.
+    H : ndarray of shape (n_components, n_features)
+        Initial ``H``, updated in place unless ``update_H=False``.
+    beta : float
+        Beta of the beta-divergence (2, 1 or 0).
+    regularization : Regularization
+        Scaled L1 and L2 penalties.
+    solver : {"mu", "additive"}
+        Multiplicative or additive (projected gradient) updates.
+    learning_rate : "auto", "multiplicative" or float
+        Step of the additive solver.
+    max_iter : int
+        Most iterations (one ``W`` and one ``H`` update each).
+    tol : float
+        Stop when the relative fall of the error ``sqrt(2 * divergence)`` over
+        the last 10 iterations is below ``tol``, checked every 10 iterations
+        as scikit-learn does. ``0`` runs all ``max_iter`` iterations.
+    update_H : bool
+        ``False`` solves for ``W`` only.
+    n_inner : int
+        Inner accelerated steps per block for ``learning_rate="auto"``.
+    verbose : int
+        Print the loss every 10 iterations when positive.
+
+    Returns
+    -------
+    FitResult
+        ``loss_curve[i]`` is the penalised loss after ``i`` iterations.
+    """
+    reg = regularization
+    w_block = _Block(problem, beta, reg.l1_W, reg.l2_W, solver, learning_rate, n_inner)
+    h_block = _Block(
+        problem.T, beta, reg.l1_H, reg.l2_H, solver, learning_rate, n_inner
+    )
+    plain_frobenius = beta == 2 and problem.mask is None
+    fixed = {}
+    if not update_H and plain_frobenius:  # H is constant: so are X H^T and H H^T
+        fixed = {"XBt": problem.X @ H.T, "BBt": H @ H.T}
+
+    def loss():
+        """Divergence and penalised objective at the current ``W``, ``H``."""
+        if not plain_frobenius:
+            divergence = beta_divergence(problem, W, H, beta)
+        elif update_H:  # X^T W and W^T W come from the H update just made
+            terms = h_block.terms
+            divergence = _frobenius_from_products(
+                problem, H.T, terms.XBt, terms.BBt, HHt
+            )
+        else:
+            divergence = _frobenius_from_products(
+                problem, W, fixed["XBt"], HHt, W.T @ W
+            )
+        H_penalty = penalty(H, reg.l1_H, reg.l2_H) if update_H else 0.0
+        return divergence, divergence + penalty(W, reg.l1_W, reg.l2_W) + H_penalty
+
+    HHt = fixed.get("BBt")
+    initial = beta_divergence(problem, W, H, beta)
+    losses = [initial + penalty(W, reg.l1_W, reg.l2_W)]
+    if update_H:
+        losses[0] += penalty(H, reg.l1_H, reg.l2_H)
+    error_at_init = previous_error = np.sqrt(2 * initial)
+    start = time.perf_counter()
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        w_block.update(W, H, BBt=HHt, XBt=fixed.get("XBt"))
+        if beta < 1:  # as scikit-learn: keeps the Itakura-Saito updates stable
+            W[W < _TINY] = 0.0
+        if update_H:
+            h_block.update(H.T, W.T)
+            if beta <= 1:
+                H[H < _TINY] = 0.0
+            HHt = H @ H.T if plain_frobenius else None
+        divergence, objective = loss()
+        losses.append(objective)
+        if tol > 0 and n_iter % 10 == 0:
+            error = np.sqrt(2 * divergence)
+            if verbose:
+                elapsed = time.perf_counter() - start
+                print(f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)")
+            if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
+                break
+            previous_error = error
+    return FitResult(W=W, H=H, n_iter=n_iter, loss_curve=np.asarray(losses))
+
+
+def _frobenius_from_products(problem, A, XBt, BBt, AtA):
+    """``1/2 |X - A B|^2 = 1/2 (|X|^2 - 2 <A, X B^T> + <A^T A, B B^T>)``.
+
+    Costs ``O(k^2 n)`` given the products, which the updates already made;
+    summed in float64 so that float32 data lose nothing to cancellation.
+    """
+    cross = np.vdot(A.astype(np.float64), XBt.astype(np.float64))
+    gram = np.vdot(BBt.astype(np.float64), AtA.astype(np.float64))
+    return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
+
+
+# --------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------
+
+
+def initialize_factors(X, n_components, init, random_state, eps=1e-6):
+    """Initial ``W`` and ``H`` by scikit-learn's rules for the same ``init``.
+
+    ``"random"`` draws ``|N(0, 1)| * sqrt(mean(X) / k)``, ``H`` first. The
+    NNDSVD family (Boutsidis & Gallopoulos 2008) keeps the larger of the
+    positive and negative parts of each singular pair; ``"nndsvda"`` fills its
+    zeros with ``mean(X)`` and ``"nndsvdar"`` with small random values.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Non-negative data with no missing entries.
+    n_components : int
+        Rank of the factorisation.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar"}
+        The method.
+    random_state : RandomState
+        Source of randomness.
+    eps : float, default=1e-6
+        NNDSVD values below this are set to zero.
+
+    Returns
+    -------
+    W : ndarray of shape (n_samples, n_components)
+    H : ndarray of shape (n_components, n_features)
+    """
+    n_samples, n_features = X.shape
+    mean = X.mean()
+    if init == "random":
+        scale = np.sqrt(mean / n_components)
+        H = scale * random_state.standard_normal((n_components, n_features))
+        W = scale * random_state.standard_normal((n_samples, n_components))
+        return np.abs(W).astype(X.dtype), np.abs(H).astype(X.dtype)
+
+    U, S, Vt = randomized_svd(X, n_components, random_state=random_state)
+    W, H = np.zeros_like(U), np.zeros_like(Vt)
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0] = np.sqrt(S[0]) * np.abs(Vt[0])
+    for j in range(1, n_components):
+        u, v = U[:, j], Vt[j]
+        u_pos, v_pos = np.maximum(u, 0), np.maximum(v, 0)
+        u_neg, v_neg = np.maximum(-u, 0), np.maximum(-v, 0)
+        norms_pos = np.linalg.norm(u_pos) * np.linalg.norm(v_pos)
+        norms_neg = np.linalg.norm(u_neg) * np.linalg.norm(v_neg)
+        if norms_pos > norms_neg:
+            u, v, sigma = u_pos, v_pos, norms_pos
+        else:
+            u, v, sigma = u_neg, v_neg, norms_neg
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j] = lbd * u / max(np.linalg.norm(u), _TINY)
+        H[j] = lbd * v / max(np.linalg.norm(v), _TINY)
+    W[W < eps] = 0
+    H[H < eps] = 0
+    if init == "nndsvda":
+        W[W == 0] = mean
+        H[H == 0] = mean
+    elif init == "nndsvdar":
+        W[W == 0] = np.abs(mean * random_state.standard_normal(np.sum(W == 0)) / 100)
+        H[H == 0] = np.abs(mean * random_state.standard_normal(np.sum(H == 0)) / 100)
+    return W.astype(X.dtype, copy=False), H.astype(X.dtype, copy=False)
