@@ -8,6 +8,7 @@ The build needs no network: no intersphinx, no remote images, no binder.
 """
 
 import os
+import re
 import sys
 from datetime import date
 
@@ -60,7 +61,7 @@ numpydoc_class_members_toctree = False
 numpydoc_show_inherited_class_members = False
 # Docstring style is checked by the test suite, not by every docs build.
 numpydoc_validation_checks = set()
-# Render "array-like of shape (n, k)" etc. literally instead of guessing links.
+# Types are rendered as written; see _escape_shape_underscores below.
 numpydoc_xref_param_type = False
 
 # -- sphinx-gallery ----------------------------------------------------------
@@ -76,6 +77,9 @@ sphinx_gallery_conf = {
     "doc_module": ("skpapers",),
     "reference_url": {"skpapers": None},
     "backreferences_dir": "generated/backreferences",
+    # Record examples under the documented paths (skpapers.decomposition.NMF),
+    # not only the shortest import path (skpapers.NMF).
+    "prefer_full_module": {r"^skpapers\."},
     "image_scrapers": ("matplotlib",),
     "matplotlib_animations": False,
     "remove_config_comments": True,
@@ -108,3 +112,29 @@ html_sidebars = {
     "changelog": [],
     "reproduce": [],
 }
+
+
+# -- Docstring tweaks --------------------------------------------------------
+
+_SHAPE = re.compile(r"shape \(([^()]*)\)")
+_TRAILING_UNDERSCORE = re.compile(r"(?<=\w)_(?=[\s,)+\-*/]|$)")
+
+
+def _escape_shape_underscores(app, what, name, obj, options, lines):
+    """Escape trailing underscores in ``of shape (n_components_, ...)``.
+
+    Following scikit-learn, docstrings may give shapes in terms of fitted
+    attributes (``n_features_in_``). numpydoc passes types through as reST, where
+    ``word_`` is a hyperlink reference to an undefined target, an error under
+    ``-W``. Runs before numpydoc (priority 400 < its 500).
+    """
+    for i, line in enumerate(lines):
+        if "shape (" in line:
+            lines[i] = _SHAPE.sub(
+                lambda m: "shape (" + _TRAILING_UNDERSCORE.sub(r"\\_", m[1]) + ")",
+                line,
+            )
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_shape_underscores, priority=400)

@@ -69,8 +69,7 @@ def make_low_rank_ratings(
     Examples
     --------
     >>> from skpapers.datasets import make_low_rank_ratings
-    >>> X, X_full = make_low_rank_ratings(20, 10, missing_fraction=0.2,
-    ...                                   random_state=0)
+    >>> X, X_full = make_low_rank_ratings(20, 10, missing_fraction=0.2, random_state=0)
     >>> import numpy as np
     >>> X.shape, round(float(np.isnan(X).mean()), 1)
     ((20, 10), 0.2)

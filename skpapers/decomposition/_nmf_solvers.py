@@ -561,8 +561,8 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6):
         lbd = np.sqrt(S[j] * sigma)
         W[:, j] = lbd * u / max(np.linalg.norm(u), _TINY)
         H[j] = lbd * v / max(np.linalg.norm(v), _TINY)
-    W[W < eps] = 0
-    H[H < eps] = 0
+    W[eps > W] = 0
+    H[eps > H] = 0
     if init == "nndsvda":
         W[W == 0] = mean
         H[H == 0] = mean

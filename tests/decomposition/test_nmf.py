@@ -1,0 +1,502 @@
+"""Tests for skpapers.decomposition.NMF: the paper's claims, peers, contracts."""
+
+import io
+import warnings
+from contextlib import redirect_stdout
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.decomposition import NMF as SklearnNMF
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skpapers.datasets import load_ratings_example, make_low_rank_ratings
+from skpapers.decomposition import NMF
+from skpapers.decomposition._nmf_solvers import (
+    Problem,
+    Regularization,
+    fit_factors,
+    initialize_factors,
+)
+
+BETAS = ["frobenius", "kullback-leibler", "itakura-saito"]
+
+
+@pytest.fixture
+def X():
+    rng = np.random.RandomState(0)
+    return np.abs(rng.randn(30, 12)) + 0.05
+
+
+def _custom_init(X, k, seed=0):
+    rng = np.random.RandomState(seed)
+    W = np.abs(rng.randn(X.shape[0], k)).astype(X.dtype)
+    H = np.abs(rng.randn(k, X.shape[1])).astype(X.dtype)
+    return W, H
+
+
+def _low_rank(n=200, m=90, k=8, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.rand(n, k) @ rng.rand(k, m) + 0.01 * rng.rand(n, m)
+
+
+# -- the seed's worked example ----------------------------------------------
+
+
+def test_ratings_example_reproduces_the_seed():
+    V = load_ratings_example()
+    nmf = NMF(n_components=1, init="nndsvd", tol=0, max_iter=500).fit(V)
+    W = nmf.transform(V).ravel()
+    scale = W.sum()
+    assert_allclose(W / scale, [0.389, 0.386, 0.225], atol=6e-4)
+    assert_allclose(nmf.components_.ravel() * scale, [11.22, 10.58, 5.41], atol=6e-3)
+    assert_allclose(
+        W[:, None] * nmf.components_,
+        [[4.36, 4.11, 2.10], [4.34, 4.09, 2.09], [2.52, 2.38, 1.22]],
+        atol=6e-3,
+    )
+    singular_values = np.linalg.svd(V, compute_uv=False)
+    svd_error = np.sqrt(np.sum(singular_values[1:] ** 2))
+    assert nmf.reconstruction_err_ == pytest.approx(4.501, abs=5e-4)
+    assert nmf.reconstruction_err_ == pytest.approx(svd_error, rel=1e-9)
+
+
+# -- agreement with scikit-learn's multiplicative solver --------------------
+
+
+@pytest.mark.parametrize("beta_loss", BETAS)
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("max_iter", [1, 30])
+def test_mu_agrees_with_scikit_learn_iterate_for_iterate(
+    X, beta_loss, sparse, dtype, max_iter
+):
+    if sparse and beta_loss == "itakura-saito":
+        pytest.skip("Itakura-Saito needs X without zeros")
+    data = X.astype(dtype)
+    if sparse:
+        data[data < 0.5] = 0
+        data = sp.csr_matrix(data)
+    W0, H0 = _custom_init(X.astype(dtype), 4)
+    ours = NMF(4, init="custom", beta_loss=beta_loss, max_iter=max_iter, tol=0)
+    ours.fit(data, W=W0, H=H0)
+    theirs = SklearnNMF(
+        4, init="custom", solver="mu", beta_loss=beta_loss, max_iter=max_iter, tol=0
+    )
+    theirs.fit(data, W=W0.copy(), H=H0.copy())
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    assert ours.components_.dtype == dtype
+    assert_allclose(ours.components_, theirs.components_, rtol=rtol, atol=rtol)
+    assert ours.n_iter_ == theirs.n_iter_ == max_iter
+
+
+def test_mu_stops_where_scikit_learn_stops(X):
+    W0, H0 = _custom_init(X, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = NMF(3, init="custom", tol=1e-3, max_iter=500).fit(X, W=W0, H=H0)
+        theirs = SklearnNMF(3, init="custom", solver="mu", tol=1e-3, max_iter=500)
+        theirs.fit(X, W=W0.copy(), H=H0.copy())
+    assert 10 <= ours.n_iter_ < 500
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+def test_penalties_agree_with_scikit_learn(X):
+    W0, H0 = _custom_init(X, 4)
+    params = dict(alpha_W=0.01, alpha_H=0.02, l1_ratio=0.3, max_iter=40, tol=0)
+    ours = NMF(4, init="custom", **params).fit(X, W=W0, H=H0)
+    theirs = SklearnNMF(4, init="custom", solver="mu", **params)
+    theirs.fit(X, W=W0.copy(), H=H0.copy())
+    assert_allclose(ours.components_, theirs.components_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda", "nndsvdar"])
+def test_initialisation_matches_scikit_learn(X, init):
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    W, H = initialize_factors(X, 5, init, np.random.RandomState(3))
+    W_sk, H_sk = _initialize_nmf(X, 5, init=init, random_state=np.random.RandomState(3))
+    assert_allclose(W, W_sk, rtol=1e-10, atol=1e-12)
+    assert_allclose(H, H_sk, rtol=1e-10, atol=1e-12)
+
+
+# -- the paper's theorems: the loss never increases -------------------------
+
+
+def _assert_never_increases(curve):
+    curve = np.asarray(curve)
+    rises = np.diff(curve) / np.maximum(np.abs(curve[:-1]), 1e-300)
+    assert rises.max() <= 1e-12, f"loss rose by a relative {rises.max():.3g}"
+
+
+@pytest.mark.parametrize("beta_loss", BETAS)
+@pytest.mark.parametrize(
+    "solver, learning_rate",
+    [("mu", "auto"), ("additive", "multiplicative"), ("additive", "auto")],
+)
+@pytest.mark.parametrize("missing", [False, True])
+def test_loss_never_increases(X, beta_loss, solver, learning_rate, missing):
+    data = X.copy()
+    if missing:
+        data[np.random.RandomState(1).rand(*X.shape) < 0.2] = np.nan
+    nmf = NMF(
+        5,
+        solver=solver,
+        beta_loss=beta_loss,
+        learning_rate=learning_rate,
+        init="random",
+        random_state=0,
+        max_iter=60,
+        tol=0,
+    ).fit(data)
+    assert nmf.loss_curve_.shape == (nmf.n_iter_ + 1,)
+    _assert_never_increases(nmf.loss_curve_)
+    assert nmf.loss_curve_[-1] < nmf.loss_curve_[0]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_loss_never_increases_with_penalties(X, sparse):
+    data = sp.csr_matrix(np.where(X < 0.4, 0, X)) if sparse else X
+    for solver in ("mu", "additive"):
+        nmf = NMF(4, solver=solver, alpha_W=0.02, l1_ratio=0.5, max_iter=50, tol=0).fit(
+            data
+        )
+        _assert_never_increases(nmf.loss_curve_)
+
+
+def test_loss_curve_is_the_penalised_loss(X):
+    nmf = NMF(3, alpha_W=0.05, l1_ratio=0.2, init="random", random_state=0)
+    nmf.set_params(max_iter=7, tol=0).fit(X)
+    W0, H0 = initialize_factors(X, 3, "random", np.random.RandomState(0))
+    l1_W, l2_W = 12 * 0.05 * 0.2, 12 * 0.05 * 0.8
+    l1_H, l2_H = 30 * 0.05 * 0.2, 30 * 0.05 * 0.8
+    expected = (
+        0.5 * np.sum((X - W0 @ H0) ** 2)
+        + l1_W * W0.sum()
+        + 0.5 * l2_W * np.sum(W0**2)
+        + l1_H * H0.sum()
+        + 0.5 * l2_H * np.sum(H0**2)
+    )
+    assert nmf.loss_curve_[0] == pytest.approx(expected, rel=1e-12)
+
+
+# -- the additive solver -----------------------------------------------------
+
+
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+@pytest.mark.parametrize("missing", [False, True])
+def test_additive_with_multiplicative_step_is_mu(X, beta_loss, missing):
+    data = X.copy()
+    if missing:
+        data[::4, ::3] = np.nan
+    W0, H0 = _custom_init(X, 4)
+    params = dict(init="custom", beta_loss=beta_loss, max_iter=40, tol=0)
+    mu = NMF(4, solver="mu", **params).fit(data, W=W0, H=H0)
+    additive = NMF(4, solver="additive", learning_rate="multiplicative", **params)
+    additive.fit(data, W=W0, H=H0)
+    assert_allclose(additive.components_, mu.components_, rtol=1e-9)
+    assert_allclose(additive.loss_curve_, mu.loss_curve_, rtol=1e-11)
+
+
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+def test_additive_auto_matches_or_beats_mu(beta_loss):
+    X = _low_rank()
+    params = dict(init="random", random_state=0, beta_loss=beta_loss, tol=0)
+    mu = NMF(8, solver="mu", max_iter=150, **params).fit(X)
+    auto = NMF(8, solver="additive", max_iter=150, **params).fit(X)
+    checkpoints = [10, 50, 100, 150]
+    assert np.all(auto.loss_curve_[checkpoints] <= mu.loss_curve_[checkpoints])
+
+
+def test_fixed_step_is_plain_projected_gradient(X):
+    W0, H0 = _custom_init(X, 3)
+    step = 1e-3
+    nmf = NMF(3, solver="additive", learning_rate=step, init="custom", max_iter=1)
+    nmf.set_params(tol=0).fit(X, W=W0, H=H0)
+    W1 = np.maximum(W0 + step * (X @ H0.T - W0 @ H0 @ H0.T), 0)
+    H1 = np.maximum(H0 + step * (W1.T @ X - W1.T @ W1 @ H0), 0)
+    assert_allclose(nmf.components_, H1, rtol=1e-12)
+
+
+def test_too_large_fixed_step_raises_the_loss(X):
+    nmf = NMF(3, solver="additive", learning_rate=1.0, init="random", random_state=0)
+    nmf.set_params(max_iter=5, tol=0).fit(X)
+    assert nmf.loss_curve_[-1] > nmf.loss_curve_[0]
+
+
+# -- transform ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["mu", "additive"])
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+def test_transform_agrees_with_fit_transform(X, solver, beta_loss):
+    nmf = NMF(4, solver=solver, beta_loss=beta_loss, init="random", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W_fit = nmf.fit_transform(X)
+    assert_allclose(nmf.transform(X), W_fit, rtol=0)
+
+
+@pytest.mark.parametrize("beta_loss, beta", [("frobenius", 2), ("kullback-leibler", 1)])
+def test_transform_finds_the_W_the_fit_converged_to(X, beta_loss, beta):
+    W0, H0 = initialize_factors(X, 3, "random", np.random.RandomState(0))
+    fitted = fit_factors(
+        Problem(X),
+        W0,
+        H0,
+        beta=beta,
+        regularization=Regularization(),
+        max_iter=3000,
+        tol=1e-9,
+    )
+    nmf = NMF(3, beta_loss=beta_loss, init="random", random_state=0)
+    W = nmf.set_params(max_iter=3000, tol=1e-9).fit_transform(X)
+    assert_allclose(nmf.components_, fitted.H, rtol=1e-12)
+    assert_allclose(W, fitted.W, rtol=2e-2, atol=2e-3)
+    assert nmf.reconstruction_err_ <= np.sqrt(2 * fitted.loss_curve[-1]) * (1 + 1e-6)
+
+
+def test_reconstruction_error_is_for_the_returned_W(X):
+    nmf = NMF(4, init="random", random_state=0, max_iter=20, tol=0)
+    W = nmf.fit_transform(X)
+    final = 0.5 * np.sum((X - W @ nmf.components_) ** 2)
+    assert final <= nmf.loss_curve_[-1] * (1 + 1e-12)
+    assert nmf.reconstruction_err_ == pytest.approx(np.sqrt(2 * final))
+
+
+def test_inverse_transform_reconstructs():
+    rng = np.random.RandomState(0)
+    X = rng.rand(30, 3) @ rng.rand(3, 12)
+    nmf = NMF(3, init="random", random_state=0, max_iter=3000, tol=1e-10).fit(X)
+    assert_allclose(nmf.inverse_transform(nmf.transform(X)), X, atol=2e-2)
+    with pytest.raises(ValueError, match="2 columns but the model has 3"):
+        nmf.inverse_transform(np.ones((3, 2)))
+
+
+# -- dtypes and sparse input ------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["mu", "additive"])
+def test_float32_is_kept(X, solver):
+    X32 = X.astype(np.float32)
+    nmf = NMF(3, solver=solver, random_state=0)
+    W = nmf.fit_transform(X32)
+    assert W.dtype == nmf.components_.dtype == np.float32
+    assert nmf.transform(X32).dtype == np.float32
+    assert nmf.inverse_transform(W).dtype == np.float32
+
+
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+@pytest.mark.parametrize("solver", ["mu", "additive"])
+def test_sparse_and_dense_agree(X, beta_loss, solver):
+    dense = np.where(X < 0.5, 0, X)
+    params = dict(solver=solver, beta_loss=beta_loss, init="random", random_state=0)
+    a = NMF(3, max_iter=30, tol=0, **params).fit(dense)
+    b = NMF(3, max_iter=30, tol=0, **params).fit(sp.csr_matrix(dense))
+    c = NMF(3, max_iter=30, tol=0, **params).fit(sp.csc_matrix(dense))
+    assert_allclose(b.components_, a.components_, rtol=1e-8, atol=1e-12)
+    assert_allclose(c.components_, a.components_, rtol=1e-8, atol=1e-12)
+    assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-7)
+
+
+# -- missing values ----------------------------------------------------------
+
+
+def _weighted_mu_reference(X, W, H, beta, n_iter):
+    """Weighted multiplicative updates, written out on full matrices."""
+    M = (~np.isnan(X)).astype(float)
+    V = np.nan_to_num(X)
+    for _ in range(n_iter):
+        WH = np.maximum(W @ H, np.finfo(np.float32).eps)
+        if beta == 2:
+            W = W * ((M * V) @ H.T) / ((M * WH) @ H.T)
+        else:
+            W = W * ((M * V / WH) @ H.T) / (M @ H.T)
+        WH = np.maximum(W @ H, np.finfo(np.float32).eps)
+        if beta == 2:
+            H = H * (W.T @ (M * V)) / (W.T @ (M * WH))
+        else:
+            H = H * (W.T @ (M * V / WH)) / (W.T @ M)
+    return W, H
+
+
+@pytest.mark.parametrize("beta_loss, beta", [("frobenius", 2), ("kullback-leibler", 1)])
+def test_missing_values_follow_the_weighted_updates(X, beta_loss, beta):
+    data = X.copy()
+    data[np.random.RandomState(2).rand(*X.shape) < 0.3] = np.nan
+    W0, H0 = _custom_init(X, 4)
+    nmf = NMF(4, init="custom", beta_loss=beta_loss, max_iter=25, tol=0)
+    nmf.fit(data, W=W0, H=H0)
+    _, H = _weighted_mu_reference(data, W0, H0, beta, 25)
+    assert_allclose(nmf.components_, H, rtol=1e-9)
+
+
+def test_values_behind_nan_do_not_matter(X):
+    gaps = np.random.RandomState(3).rand(*X.shape) < 0.25
+    a, b = X.copy(), X.copy() * 7
+    a[gaps] = b[gaps] = np.nan
+    b[~gaps] = X[~gaps]
+    nmf_a = NMF(3, random_state=0).fit(a)
+    nmf_b = NMF(3, random_state=0).fit(b)
+    assert_allclose(nmf_a.components_, nmf_b.components_)
+
+
+def test_missing_values_are_completed_better_than_column_means():
+    X, X_full = make_low_rank_ratings(
+        150, 60, rank=4, missing_fraction=0.2, noise=0.05, random_state=0
+    )
+    gaps = np.isnan(X)
+    nmf = NMF(4, init="random", random_state=0, max_iter=1000, tol=1e-6)
+    completed = nmf.inverse_transform(nmf.fit_transform(X))
+    assert not np.isnan(completed).any()
+    nmf_rmse = np.sqrt(np.mean((completed[gaps] - X_full[gaps]) ** 2))
+    means = np.broadcast_to(np.nanmean(X, axis=0), X.shape)
+    mean_rmse = np.sqrt(np.mean((means[gaps] - X_full[gaps]) ** 2))
+    assert nmf_rmse < 0.5 * mean_rmse
+
+
+def test_score_uses_only_observed_entries(X):
+    nmf = NMF(3, random_state=0).fit(X)
+    data = X.copy()
+    data[0, 0] = np.nan
+    W = nmf.transform(data)
+    residual = (data - W @ nmf.components_)[~np.isnan(data)]
+    expected = -0.5 * np.sum(residual**2) / residual.size
+    assert nmf.score(data) == pytest.approx(expected, rel=1e-9)
+
+
+def test_kl_and_is_scores_are_per_observed_entry(X):
+    for beta_loss in ("kullback-leibler", "itakura-saito"):
+        nmf = NMF(3, beta_loss=beta_loss, random_state=0).fit(X)
+        WH = nmf.transform(X) @ nmf.components_
+        if beta_loss == "kullback-leibler":
+            divergence = np.sum(X * np.log(X / WH) - X + WH)
+        else:
+            divergence = np.sum(X / WH - np.log(X / WH) - 1)
+        assert nmf.score(X) == pytest.approx(-divergence / X.size, rel=1e-9)
+
+
+# -- bad input and no half-fitted state -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda X: -X, "Negative values in data passed to NMF.fit"),
+        (lambda X: np.where(np.isnan(X), X, -X), "Negative values"),
+        (lambda X: np.where(X > 1, np.inf, X), "infinity"),
+        (lambda X: np.vstack([np.full(X.shape[1], np.nan), X]), "1 row.* no observed"),
+        (
+            lambda X: np.column_stack([X, np.full(X.shape[0], np.nan)]),
+            "1 column.* no observed",
+        ),
+        (lambda X: sp.csr_matrix(np.where(X > 1, np.nan, X)), "NaN in a sparse X"),
+        (lambda X: X[:0], "0 sample"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(X, make_bad, message):
+    data = X.copy()
+    data[0, 1] = np.nan
+    with pytest.raises(ValueError, match=message):
+        NMF(2).fit(make_bad(data))
+
+
+def test_itakura_saito_refuses_zeros(X):
+    X = X.copy()
+    X[0, 0] = 0
+    with pytest.raises(ValueError, match="without zeros"):
+        NMF(2, beta_loss="itakura-saito").fit(X)
+    NMF(2, beta_loss="kullback-leibler").fit(X)
+
+
+def test_custom_initialisation_is_checked(X):
+    W0, H0 = _custom_init(X, 3)
+    with pytest.raises(ValueError, match="needs both W and H"):
+        NMF(3, init="custom").fit(X, W=W0)
+    with pytest.raises(ValueError, match="only with init='custom'"):
+        NMF(3).fit(X, W=W0, H=H0)
+    with pytest.raises(ValueError, match=r"initial H has shape \(3, 11\)"):
+        NMF(3, init="custom").fit(X, W=W0, H=H0[:, 1:])
+    with pytest.raises(ValueError, match="initial W has negative"):
+        NMF(3, init="custom").fit(X, W=-W0, H=H0)
+    W_before = W0.copy()
+    NMF(3, init="custom").fit(X, W=W0, H=H0)
+    assert_allclose(W0, W_before, rtol=0)  # the caller's arrays are not touched
+
+
+def test_nndsvd_needs_few_enough_components(X):
+    with pytest.raises(ValueError, match="n_components <= min"):
+        NMF(40, init="nndsvd").fit(X)
+    assert NMF(40, max_iter=5, tol=0).fit(X).components_.shape == (40, 12)
+
+
+@pytest.mark.parametrize(
+    "params", [{"solver": "cd"}, {"beta_loss": 1.5}, {"learning_rate": -1.0}]
+)
+def test_bad_parameters_are_refused(X, params):
+    with pytest.raises(ValueError, match="parameter of NMF must be"):
+        NMF(2, **params).fit(X)
+
+
+def test_a_failed_fit_leaves_the_fitted_model_alone(X):
+    nmf = NMF(2, random_state=0).fit(X)
+    before = {k: v for k, v in vars(nmf).items() if k.endswith("_")}
+    with pytest.raises(ValueError):
+        nmf.fit(-np.ones((5, 4)))
+    after = {k: v for k, v in vars(nmf).items() if k.endswith("_")}
+    assert after.keys() == before.keys()
+    assert after["n_features_in_"] == 12
+    assert after["components_"] is before["components_"]
+
+
+def test_convergence_warning_when_max_iter_runs_out(X):
+    with pytest.warns(ConvergenceWarning, match="maximum number of iterations"):
+        NMF(3, max_iter=3, random_state=0).fit(X)
+
+
+def test_verbose_prints_progress(X):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        NMF(3, max_iter=20, tol=1e-12, verbose=1, random_state=0).fit(X)
+    assert "iteration   10: loss" in out.getvalue()
+
+
+# -- scikit-learn contracts --------------------------------------------------
+
+
+def test_grid_search_ranks_by_score_without_a_scorer():
+    X = _low_rank(80, 30, 5)
+    search = GridSearchCV(NMF(max_iter=300, random_state=0), {"n_components": [1, 5]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X)
+    assert search.best_params_ == {"n_components": 5}
+
+
+def test_pipeline_and_feature_names(X):
+    y = (X[:, 0] > X[:, 0].mean()).astype(int)
+    pipe = make_pipeline(NMF(3, random_state=0), LogisticRegression()).fit(X, y)
+    assert pipe.score(X, y) > 0.5
+    names = pipe[0].get_feature_names_out()
+    assert list(names) == ["nmf0", "nmf1", "nmf2"]
+
+
+def test_joblib_round_trip(X, tmp_path):
+    nmf = NMF(3, random_state=0).fit(X)
+    joblib.dump(nmf, tmp_path / "nmf.joblib")
+    loaded = joblib.load(tmp_path / "nmf.joblib")
+    assert_allclose(loaded.transform(X), nmf.transform(X), rtol=0)
+    assert loaded.get_params() == nmf.get_params()
+
+
+def test_random_state_makes_fits_repeatable(X):
+    a = NMF(3, init="random", random_state=5).fit(X)
+    b = NMF(3, init="random", random_state=5).fit(X)
+    c = NMF(3, init="random", random_state=6).fit(X)
+    assert_allclose(a.components_, b.components_, rtol=0)
+    assert not np.allclose(a.components_, c.components_)
