@@ -34,7 +34,9 @@ class Table:
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
         lines = [self.title, "-" * len(self.title)]
         for i, row in enumerate(cells):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+            lines.append(
+                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            )
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths))
         return "\n".join(lines)

@@ -173,7 +173,7 @@ def _plot_curves(plt, curves, path):
 
 def _plot_parts(plt, nmf, path):
     fig, axes = plt.subplots(2, 8, figsize=(8, 2.4))
-    for ax, component in zip(axes.ravel(), nmf.components_):
+    for ax, component in zip(axes.ravel(), nmf.components_, strict=True):
         ax.imshow(component.reshape(8, 8), cmap="gray_r")
         ax.set_xticks([])
         ax.set_yticks([])
