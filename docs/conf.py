@@ -59,7 +59,7 @@ autodoc_typehints = "none"  # numpydoc docstrings already state the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_show_inherited_class_members = False
-# Docstring style is checked by the test suite, not by every docs build.
+# No style validation: the build fails only on real rendering problems.
 numpydoc_validation_checks = set()
 # Types are rendered as written; see _escape_shape_underscores below.
 numpydoc_xref_param_type = False
