@@ -14,12 +14,19 @@ Fevotte, C. and Idier, J. (2011). Algorithms for nonnegative matrix
 factorization with the beta-divergence. Neural Computation 23(9).
 """
 
+import functools
+import itertools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
+import joblib
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # Floor for denominators and for W @ H before a division or a negative power;
 # scikit-learn uses the same value, which keeps the two "mu" solvers in step.
@@ -27,6 +34,10 @@ EPSILON = np.finfo(np.float32).eps
 _TINY = np.finfo(np.float64).eps
 
 BETA_LOSSES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+
+# Fewest stored entries per thread in a sparse product: below this, handing a
+# block to a thread costs more than it saves.
+_MIN_BLOCK_NNZ = 50_000
 
 
 def beta_loss_to_float(beta_loss):
@@ -64,12 +75,19 @@ class Problem:
     """
 
     def __init__(self, X):
+        self.row_blocks = self.column_blocks = None
         if sp.issparse(X):
             self.X = sp.csr_matrix(X)
-            self.X.sort_indices()
+            if not self.X.has_canonical_format:  # on a copy: X stays as given
+                self.X = self.X.copy()
+                self.X.sum_duplicates()
             self.mask = None
             self.n_observed = X.shape[0] * X.shape[1]
-            self.sum_sq = float(np.dot(self.X.data, self.X.data))
+            # Not np.dot: BLAS would leave threads spinning on the cores that
+            # the threaded sparse products are about to need.
+            data = self.X.data
+            self.sum_sq = float(np.einsum("i,i->", data, data, dtype=np.float64))
+            self.row_blocks = _row_blocks(self.X)
         else:
             missing = np.isnan(X)
             if missing.any():
@@ -102,8 +120,89 @@ class Problem:
             T.mask = None if self.mask is None else self.mask.T
             T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
             T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
+            T.row_blocks = T.column_blocks = None
+            if self.row_blocks is not None:  # X's row blocks, as CSC, are X.T's
+                T.column_blocks = [(rows, block.T) for rows, block in self.row_blocks]
             self._T = T
         return self._T
+
+    @property
+    def threaded(self):
+        """Whether :meth:`dot` runs on several threads."""
+        return len(self.row_blocks or self.column_blocks or ()) > 1
+
+    def dot(self, B):
+        """``X @ B`` as a dense array.
+
+        A sparse ``X`` is multiplied in blocks on threads (scipy frees the
+        GIL): by rows, or, for a transposed problem, by columns summing the
+        partial products, as scattering CSC columns beats gathering CSR rows.
+        """
+        if self.column_blocks:
+            B = np.ascontiguousarray(B)
+            parts = _map(lambda block: block[1] @ B[block[0]], self.column_blocks)
+            return functools.reduce(np.add, parts)
+        if not self.threaded:
+            return self.X @ B
+        B = np.ascontiguousarray(B)  # else scipy copies it once per block
+        out = np.empty((self.shape[0], B.shape[1]), np.result_type(self.dtype, B))
+
+        def product(block):
+            rows, X_rows = block
+            out[rows] = X_rows @ B
+
+        _map(product, self.row_blocks)
+        return out
+
+
+def _row_blocks(X):
+    """``(rows, X[rows])`` for row ranges of a CSR ``X`` holding equal ``nnz``.
+
+    One block per thread that BLAS may use, so that limits put on BLAS (by
+    joblib's workers or threadpoolctl) hold here too; but at least
+    ``_MIN_BLOCK_NNZ`` entries a block. The blocks share ``X``'s arrays.
+    """
+    n_blocks = X.nnz // _MIN_BLOCK_NNZ
+    if n_blocks > 1:
+        n_blocks = min(n_blocks, _max_threads())
+    targets = np.linspace(0, X.nnz, max(n_blocks, 1) + 1)[1:-1]
+    bounds = np.unique(np.r_[0, np.searchsorted(X.indptr, targets), X.shape[0]])
+    blocks = []
+    for start, stop in itertools.pairwise(bounds):
+        first, last = X.indptr[start], X.indptr[stop]
+        block = sp.csr_matrix(
+            (
+                X.data[first:last],
+                X.indices[first:last],
+                X.indptr[start : stop + 1] - first,
+            ),
+            shape=(stop - start, X.shape[1]),
+        )
+        blocks.append((slice(start, stop), block))
+    return blocks
+
+
+def _max_threads():
+    """Threads BLAS may use now: the most a sparse product may use."""
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return min(blas, default=joblib.cpu_count())
+
+
+def _map(function, blocks):
+    """``[function(block) for block in blocks]``, on threads if more than one."""
+    if len(blocks) == 1:
+        return [function(blocks[0])]
+    return list(_thread_pool().map(function, blocks))
+
+
+@functools.cache
+def _thread_pool():
+    """Threads for the blocks of sparse products, made on first use."""
+    return ThreadPoolExecutor(max_workers=joblib.cpu_count())
+
+
+# A forked child has none of its parent's threads: it makes its own pool.
+os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
 # --------------------------------------------------------------------------
@@ -136,7 +235,7 @@ def beta_divergence(problem, W, H, beta):
     X, mask = problem.X, problem.mask
     if sp.issparse(X):
         if beta == 2:
-            cross = np.vdot(W, X @ H.T)
+            cross = np.vdot(W, problem.dot(H.T))
             gram = np.vdot(W.T @ W, H @ H.T)
             return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
         x = X.data
@@ -147,13 +246,28 @@ def beta_divergence(problem, W, H, beta):
         ratio = x / wh  # Itakura-Saito, where X has no zeros (checked upstream)
         return float(np.sum(ratio - np.log(ratio)) - ratio.size)
 
-    WH = W @ H
+    # Row blocks of a few megabytes: temporaries as large as X cost more in
+    # page faults than in arithmetic.
+    n_rows = max(1, 2**22 // max(X.shape[1] * X.itemsize, 1))
+    return sum(
+        _dense_divergence(
+            X[start : start + n_rows],
+            W[start : start + n_rows] @ H,
+            None if mask is None else mask[start : start + n_rows],
+            beta,
+        )
+        for start in range(0, X.shape[0], n_rows)
+    )
+
+
+def _dense_divergence(X, WH, mask, beta):
+    """:func:`beta_divergence` of dense rows ``X``, given ``W @ H`` there."""
     if beta == 2:
-        residual = X - WH
+        residual = np.subtract(X, WH, out=WH)
         if mask is not None:
             residual *= mask
         return 0.5 * float(np.vdot(residual, residual))
-    WH = np.maximum(WH, EPSILON)
+    WH = np.maximum(WH, EPSILON, out=WH)
     if beta == 1:
         positive = X > 0
         x = X[positive]
@@ -161,10 +275,8 @@ def beta_divergence(problem, W, H, beta):
         total_wh = WH.sum() if mask is None else np.vdot(mask, WH)
         return float(kl + total_wh)
     ratio = X / WH
-    if mask is None:
-        return float(np.sum(ratio - np.log(ratio)) - ratio.size)
-    observed = mask.astype(bool)
-    ratio = ratio[observed]
+    if mask is not None:
+        ratio = ratio[mask.astype(bool)]
     return float(np.sum(ratio - np.log(ratio)) - ratio.size)
 
 
@@ -193,10 +305,10 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
     X, mask = problem.X, problem.mask
     if beta == 2 and mask is None:
         if XBt is None:
-            XBt = X @ B.T
+            XBt = problem.dot(B.T)
         if BBt is None:
             BBt = B @ B.T
-        num, den = XBt.copy(), A @ BBt
+        num, den = XBt, A @ BBt  # no step writes to num
     else:
         if sp.issparse(X):
             AB = _product_at_nonzeros(A, B, X)
@@ -256,10 +368,10 @@ def _mm_exponent(beta):
 
 
 def multiplicative_step(terms, A, beta):
-    """Lee & Seung's multiplicative update, in place."""
+    """Lee & Seung's multiplicative update, in place; ``terms.den`` is spent."""
     den = terms.den
     den[den == 0] = EPSILON
-    ratio = terms.num / den
+    ratio = np.divide(terms.num, den, out=den)
     gamma = _mm_exponent(beta)
     if gamma != 1:
         ratio **= gamma
@@ -292,37 +404,57 @@ def _lipschitz(BBt, l2):
 def accelerated_frobenius_step(terms, A, l1, l2, n_inner):
     """Accelerated projected gradient on the Frobenius block, in place.
 
-    Minimises ``q(A) = 1/2 tr(A BBt A^T) - tr(A^T XBt) + l1 sum(A) + l2/2 |A|^2``
-    over ``A >= 0`` with ``n_inner`` Nesterov steps of length ``1/L``. A step
-    that would raise ``q`` restarts the momentum from the last point with a
-    plain projected-gradient step, which never raises ``q`` (descent lemma): so
-    the loss never increases.
+    Minimises ``q(A) = 1/2 tr(A G A^T) - tr(A^T T)`` over ``A >= 0``, where
+    ``G = BBt + l2 I`` and ``T = XBt - l1``, with ``n_inner`` Nesterov steps of
+    length ``1/L``. A step that would raise ``q`` restarts the momentum from
+    the last point with a plain projected-gradient step, which never raises
+    ``q`` (descent lemma): so the loss never increases.
+
+    ``q`` and its gradient are linear in ``A @ G``, and the extrapolated
+    point's product is the same combination of the products of the two points
+    it comes from: one ``n x k x k`` product per step.
     """
-    XBt, BBt = terms.XBt, terms.BBt
-    step = 1.0 / max(_lipschitz(BBt, l2), _TINY)
-    target = XBt - l1 if l1 else XBt
+    gram = terms.BBt + l2 * np.eye(len(terms.BBt), dtype=terms.BBt.dtype)
+    step = 1.0 / max(_lipschitz(gram, 0.0), _TINY)
+    target = terms.XBt - l1 if l1 else terms.XBt
 
-    def objective(M):
-        return 0.5 * np.vdot(M @ BBt, M) + 0.5 * l2 * np.vdot(M, M) - np.vdot(M, target)
+    def objective(M, MG):
+        return 0.5 * np.vdot(MG, M) - np.vdot(M, target)
 
-    def projected_step(M):
-        gradient = M @ BBt - target
-        if l2:
-            gradient += l2 * M
-        return np.maximum(M - step * gradient, 0)
+    def projected_step(M, MG, out, out_G):
+        """Write the projected gradient step from ``M`` and its product to
+        ``out`` and ``out_G``; return ``q`` there."""
+        np.subtract(MG, target, out=out)
+        out *= -step
+        out += M
+        np.maximum(out, 0, out=out)
+        np.matmul(out, gram, out=out_G)
+        return objective(out, out_G)
 
-    current, value = A.copy(), objective(A)
-    Y, t = current, 1.0
+    # Preallocated: arrays of this size are fresh pages from the system each
+    # time, and the page faults would cost more than the arithmetic.
+    current, current_G = A.copy(), A @ gram
+    value = objective(current, current_G)
+    Y, Y_G = current.copy(), current_G.copy()
+    candidate, candidate_G = np.empty_like(current), np.empty_like(current_G)
+    t = 1.0
     for _ in range(n_inner):
-        candidate = projected_step(Y)
-        candidate_value = objective(candidate)
+        candidate_value = projected_step(Y, Y_G, candidate, candidate_G)
         if candidate_value > value:  # restart: a plain step cannot go up
-            candidate = projected_step(current)
-            candidate_value = objective(candidate)
+            candidate_value = projected_step(current, current_G, candidate, candidate_G)
             t = 1.0
         t_next = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
-        Y = candidate + ((t - 1) / t_next) * (candidate - current)
-        current, value, t = candidate, candidate_value, t_next
+        momentum = (t - 1) / t_next
+        for point, previous, extrapolated in (
+            (candidate, current, Y),
+            (candidate_G, current_G, Y_G),
+        ):  # extrapolated = point + momentum * (point - previous)
+            np.subtract(point, previous, out=extrapolated)
+            extrapolated *= momentum
+            extrapolated += point
+        current, candidate = candidate, current
+        current_G, candidate_G = candidate_G, current_G
+        value, t = candidate_value, t_next
     A[...] = current
     return A
 
@@ -446,7 +578,7 @@ def fit_factors(
     plain_frobenius = beta == 2 and problem.mask is None
     fixed = {}
     if not update_H and plain_frobenius:  # H is constant: so are X H^T and H H^T
-        fixed = {"XBt": problem.X @ H.T, "BBt": H @ H.T}
+        fixed = {"XBt": problem.dot(H.T)}
 
     def loss():
         """Divergence and penalised objective at the current ``W``, ``H``."""
@@ -464,34 +596,74 @@ def fit_factors(
         H_penalty = penalty(H, reg.l1_H, reg.l2_H) if update_H else 0.0
         return divergence, divergence + penalty(W, reg.l1_W, reg.l2_W) + H_penalty
 
-    HHt = fixed.get("BBt")
-    initial = beta_divergence(problem, W, H, beta)
-    losses = [initial + penalty(W, reg.l1_W, reg.l2_W)]
-    if update_H:
-        losses[0] += penalty(H, reg.l1_H, reg.l2_H)
-    error_at_init = previous_error = np.sqrt(2 * initial)
-    start = time.perf_counter()
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        w_block.update(W, H, BBt=HHt, XBt=fixed.get("XBt"))
-        if beta < 1:  # as scikit-learn: keeps the Itakura-Saito updates stable
-            W[W < _TINY] = 0.0
+    # The Frobenius "mu" steps on a sparse X run on threads, with BLAS kept to
+    # one thread: OpenBLAS's idle threads spin, and would take their cores.
+    threaded_mu = solver == "mu" and plain_frobenius and update_H and problem.threaded
+    one_blas_thread = (
+        threadpool_limits(limits=1, user_api="blas") if threaded_mu else nullcontext()
+    )
+    with one_blas_thread:
+        HHt = H @ H.T if plain_frobenius else None
+        initial = beta_divergence(problem, W, H, beta)
+        losses = [initial + penalty(W, reg.l1_W, reg.l2_W)]
         if update_H:
-            h_block.update(H.T, W.T)
-            if beta <= 1:
-                H[H < _TINY] = 0.0
-            HHt = H @ H.T if plain_frobenius else None
-        divergence, objective = loss()
-        losses.append(objective)
-        if tol > 0 and n_iter % 10 == 0:
-            error = np.sqrt(2 * divergence)
-            if verbose:
-                elapsed = time.perf_counter() - start
-                print(f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)")
-            if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
-                break
-            previous_error = error
+            losses[0] += penalty(H, reg.l1_H, reg.l2_H)
+        error_at_init = previous_error = np.sqrt(2 * initial)
+        start = time.perf_counter()
+        n_iter = 0
+        for n_iter in range(1, max_iter + 1):
+            products = {}
+            if threaded_mu:
+                products = _threaded_frobenius_mu_step(problem, W, H, HHt, reg)
+            else:
+                w_block.update(W, H, BBt=HHt, XBt=fixed.get("XBt"))
+            if beta < 1:  # as scikit-learn: keeps the Itakura-Saito updates stable
+                W[W < _TINY] = 0.0
+            if update_H:
+                h_block.update(H.T, W.T, **products)
+                if beta <= 1:
+                    H[H < _TINY] = 0.0
+                HHt = H @ H.T if plain_frobenius else None
+            divergence, objective = loss()
+            losses.append(objective)
+            if tol > 0 and n_iter % 10 == 0:
+                error = np.sqrt(2 * divergence)
+                if verbose:
+                    elapsed = time.perf_counter() - start
+                    print(
+                        f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)"
+                    )
+                if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
+                    break
+                previous_error = error
     return FitResult(W=W, H=H, n_iter=n_iter, loss_curve=np.asarray(losses))
+
+
+def _threaded_frobenius_mu_step(problem, W, H, HHt, regularization):
+    """Lee & Seung's Frobenius update of ``W``, in place, on row blocks.
+
+    A row of ``W`` needs only its row of ``X H^T``: each thread updates a
+    block of rows and, while the block is in cache, adds its share of the
+    ``X^T W`` and ``W^T W`` that the ``H`` update needs, which it returns.
+    """
+    Ht = np.ascontiguousarray(H.T)  # else scipy copies it once per block
+    l1, l2 = regularization.l1_W, regularization.l2_W
+
+    def update(block):
+        rows, X_rows = block
+        W_rows = W[rows]
+        den = W_rows @ HHt
+        if l1:
+            den += l1
+        if l2:
+            den += l2 * W_rows
+        den[den == 0] = EPSILON
+        W_rows *= np.divide(X_rows @ Ht, den, out=den)
+        return X_rows.T @ W_rows, W_rows.T @ W_rows
+
+    parts = _map(update, problem.row_blocks)
+    XtW, WtW = (functools.reduce(np.add, part) for part in zip(*parts, strict=True))
+    return {"XBt": XtW, "BBt": WtW}
 
 
 def _frobenius_from_products(problem, A, XBt, BBt, AtA):
@@ -500,8 +672,8 @@ def _frobenius_from_products(problem, A, XBt, BBt, AtA):
     Costs ``O(k^2 n)`` given the products, which the updates already made;
     summed in float64 so that float32 data lose nothing to cancellation.
     """
-    cross = np.vdot(A.astype(np.float64), XBt.astype(np.float64))
-    gram = np.vdot(BBt.astype(np.float64), AtA.astype(np.float64))
+    A, XBt, BBt, AtA = (M.astype(np.float64, copy=False) for M in (A, XBt, BBt, AtA))
+    cross, gram = np.vdot(A, XBt), np.vdot(BBt, AtA)
     return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
 
 

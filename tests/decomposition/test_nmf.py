@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skpapers.datasets import load_ratings_example, make_low_rank_ratings
-from skpapers.decomposition import NMF
+from skpapers.decomposition import NMF, _nmf_solvers
 from skpapers.decomposition._nmf_solvers import (
     Problem,
     Regularization,
@@ -93,6 +93,42 @@ def test_mu_agrees_with_scikit_learn_iterate_for_iterate(
     assert ours.components_.dtype == dtype
     assert_allclose(ours.components_, theirs.components_, rtol=rtol, atol=rtol)
     assert ours.n_iter_ == theirs.n_iter_ == max_iter
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_sparse_products_agree_with_scikit_learn(monkeypatch, dtype):
+    # Blocks of a few entries force the threaded products that only large
+    # matrices use otherwise; the fit must not change.
+    monkeypatch.setattr(_nmf_solvers, "_MIN_BLOCK_NNZ", 40)
+    monkeypatch.setattr(_nmf_solvers, "_max_threads", lambda: 3)
+    rng = np.random.RandomState(0)
+    X = sp.random(120, 50, density=0.1, random_state=rng, dtype=dtype, format="csr")
+    assert Problem(X).threaded and Problem(X).T.threaded
+    W0, H0 = _custom_init(X.toarray(), 5)
+    ours = NMF(5, init="custom", max_iter=40, tol=0).fit(X, W=W0, H=H0)
+    theirs = SklearnNMF(5, init="custom", solver="mu", max_iter=40, tol=0)
+    theirs.fit(X, W=W0.copy(), H=H0.copy())
+    rtol = 1e-11 if dtype == np.float64 else 1e-4
+    assert_allclose(ours.components_, theirs.components_, rtol=rtol, atol=rtol)
+    assert ours.reconstruction_err_ == pytest.approx(
+        np.linalg.norm(X.toarray() - ours.transform(X) @ ours.components_), rel=rtol
+    )
+
+
+def test_the_callers_sparse_matrix_is_left_as_given():
+    # Unsorted indices with a duplicate entry: the fit sums it on a copy.
+    X = sp.csr_matrix(
+        (np.array([1.0, 2.0, 3.0, 0.5]), np.array([2, 0, 1, 1]), np.array([0, 2, 4])),
+        shape=(2, 3),
+    )
+    data, indices = X.data.copy(), X.indices.copy()
+    dense = X.toarray()
+    nmf = NMF(1, init="nndsvda", max_iter=50).fit(X)
+    assert_allclose(X.data, data)
+    assert_allclose(X.indices, indices)
+    assert not X.has_sorted_indices
+    expected = NMF(1, init="nndsvda", max_iter=50).fit(dense)
+    assert_allclose(nmf.components_, expected.components_, rtol=1e-10)
 
 
 def test_mu_stops_where_scikit_learn_stops(X):
