@@ -3,5 +3,6 @@
 __version__ = "0.1.0.dev0"
 
 from skpapers.decomposition import NMF
+from skpapers.neural_network import BatchNormMLPClassifier
 
-__all__ = ["NMF", "__version__"]
+__all__ = ["NMF", "BatchNormMLPClassifier", "__version__"]

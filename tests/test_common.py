@@ -10,6 +10,7 @@ FAST_PARAMS = {}
 # Checks an estimator is known to fail, with the reason. The goal is empty.
 EXPECTED_FAILED_CHECKS = {
     "NMF": {},
+    "BatchNormMLPClassifier": {},
 }
 
 
@@ -24,7 +25,7 @@ def _expected_failed_checks(estimator):
 
 def test_every_estimator_is_checked():
     names = {name for name, _ in all_estimators()}
-    assert "NMF" in names
+    assert {"NMF", "BatchNormMLPClassifier"} <= names
     assert set(EXPECTED_FAILED_CHECKS) <= names
 
 

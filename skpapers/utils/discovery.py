@@ -23,8 +23,8 @@ def all_estimators():
     Examples
     --------
     >>> from skpapers.utils import all_estimators
-    >>> [name for name, _ in all_estimators()][:1]
-    ['NMF']
+    >>> [name for name, _ in all_estimators()]
+    ['BatchNormMLPClassifier', 'NMF']
     """
     import skpapers
 

@@ -1,0 +1,623 @@
+"""BatchNormMLPClassifier: a batch-normalised MLP as a scikit-learn classifier."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.dataset import ValidSplit
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
+from skpapers.utils import restore_on_error
+from skpapers.utils._torch import check_device, seeded, torch_seed
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+# Rows per forward pass at inference: bounds memory, not results.
+_PREDICT_CHUNK = 8192
+
+
+class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier with batch normalization.
+
+    Each hidden layer is ``linear -> batch norm -> nonlinearity`` (Ioffe &
+    Szegedy, 2015): the input of every nonlinearity is normalised over the
+    mini-batch and then scaled and shifted by a learned ``gamma`` and
+    ``beta``. Trained by a :class:`skorch.NeuralNetClassifier` on the
+    cross-entropy loss; predictions use the running statistics, folded into
+    the linear layers (see :func:`fold_batchnorm`).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100, 100, 100)
+        Units of each hidden layer.
+
+    activation : {"relu", "sigmoid", "tanh"}, default="relu"
+        Nonlinearity of the hidden layers.
+
+    batch_norm : bool, default=True
+        Batch-normalise the input of each nonlinearity. With ``False`` this
+        is a plain MLP, the paper's baseline; its linear layers then have a
+        bias.
+
+    dropout : float, default=0.0
+        Probability of dropping each hidden unit during training.
+
+    optimizer : {"sgd", "adam"} or torch optimizer class, default="sgd"
+        ``"sgd"`` is :class:`torch.optim.SGD` with ``momentum``, the paper's
+        optimiser; ``"adam"`` is :class:`torch.optim.Adam`. A class is called
+        with the parameters, ``lr`` and ``weight_decay``. Adam rescales
+        every gradient, so a ``class_weight`` near zero still trains once
+        the other classes are fit; SGD keeps the weights' proportions.
+
+    lr : float, default=0.01
+        Learning rate.
+
+    momentum : float, default=0.9
+        Momentum of ``optimizer="sgd"``; other optimisers ignore it.
+
+    weight_decay : float, default=0.0
+        L2 penalty, applied by the optimiser.
+
+    batch_size : int, default=200
+        Samples per mini-batch; at most the number of training samples.
+
+    max_epochs : int, default=200
+        Most passes over the training data.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified)
+        and stop when its accuracy has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, keeping the best epoch's weights.
+        Without it, training stops when the training loss has not fallen by
+        ``tol`` for ``n_iter_no_change`` epochs.
+
+    validation_fraction : float, default=0.1
+        Share of the training data held out by ``early_stopping``.
+
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+
+    tol : float, default=1e-4
+        Least improvement that counts. ``0`` trains all ``max_epochs``
+        unless the loss stops falling altogether.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, keyed by class label;
+        ``"balanced"`` weighs them inversely to their frequency.
+
+    callbacks : list of skorch callbacks or None, default=None
+        Extra :mod:`skorch.callbacks` (or ``(name, callback)`` pairs) for
+        the underlying net, such as :class:`skorch.callbacks.LRScheduler`.
+        Each fit works on a copy, so the objects given stay as they are.
+
+    device : str, default="cpu"
+        Torch device to train and predict on: ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``... A fitted model loads on a machine without that
+        device, onto the CPU.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the shuffling, dropout and the validation split.
+        An int gives the same model on every fit; torch's own global random
+        state is left as it was.
+
+    verbose : int, default=0
+        ``1`` prints a line per epoch (skorch's log); ``2`` adds a progress
+        bar per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, in the caller's type.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, if ``X`` had string column names.
+
+    n_iter_ : int
+        Epochs trained.
+
+    history_ : skorch.History
+        Per epoch: ``train_loss``, and with ``early_stopping``
+        ``valid_loss`` and ``valid_acc``; per batch the losses and sizes.
+
+    net_ : skorch.NeuralNetClassifier
+        The fitted net, whose ``module_`` is the unfolded
+        :class:`~skpapers.neural_network.BatchNormMLP`.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The same network without batch
+        normalization.
+    fold_batchnorm : Fold the batch norms of a trained module away.
+
+    Notes
+    -----
+    **Batches of one sample.** A single sample has no batch variance, so it
+    never reaches a batch norm in training mode: in a training batch of one
+    (the last batch of 121 samples at ``batch_size=60``, a ``partial_fit`` on
+    one row, one training sample) each batch norm normalises with its
+    running statistics, as at inference, and leaves them unchanged. The
+    batch still trains every weight, ``gamma`` and ``beta`` included.
+
+    References
+    ----------
+    Ioffe, S. and Szegedy, C. (2015). Batch normalization: accelerating deep
+    network training by reducing internal covariate shift. ICML.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skpapers.neural_network import BatchNormMLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = make_pipeline(
+    ...     StandardScaler(),
+    ...     BatchNormMLPClassifier(
+    ...         (32,), lr=0.1, batch_size=30, max_epochs=20, random_state=0
+    ...     ),
+    ... )
+    >>> round(clf.fit(X, y).score(X, y), 2)
+    0.98
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "batch_norm": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "optimizer": [StrOptions(set(_OPTIMIZERS)), callable],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "callbacks": [list, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100, 100, 100),
+        *,
+        activation="relu",
+        batch_norm=True,
+        dropout=0.0,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=0.0,
+        batch_size=200,
+        max_epochs=200,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        class_weight=None,
+        callbacks=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.class_weight = class_weight
+        self.callbacks = callbacks
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting --------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network on ``X``, ``y`` from new random weights.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; cast to float32.
+        y : array-like of shape (n_samples,)
+            Class labels of any hashable type.
+
+        Returns
+        -------
+        self : BatchNormMLPClassifier
+            The fitted classifier.
+        """
+        with restore_on_error(self):
+            hidden, optimizer, device = self._check_params()
+            X, y = self._validate_Xy(X, y, reset=True)
+            classes, y_index = np.unique(y, return_inverse=True)
+            _check_two_classes(classes)
+            if self.early_stopping:
+                _check_validation_split(y_index, len(classes), self.validation_fraction)
+            weights = self._class_weights(classes, y, incremental=False)
+            seed = torch_seed(self.random_state)
+            net = self._build_net(
+                hidden=hidden,
+                optimizer=optimizer,
+                device=device,
+                n_classes=len(classes),
+                weights=weights,
+                seed=seed,
+                incremental=False,
+            )
+            with seeded(seed, device):
+                net.fit(X, y_index)
+            self._set_fitted(net, classes)
+            if not self._stopped_early(net):
+                warnings.warn(
+                    f"BatchNormMLPClassifier: max_epochs={self.max_epochs} reached "
+                    "before the loss settled; raise max_epochs or tol.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train one epoch on ``X``, ``y``, starting from the current weights.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; cast to float32.
+        y : array-like of shape (n_samples,)
+            Class labels, each one of ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every class label there will be. Required on the first call,
+            which starts from new random weights; later calls may repeat it.
+
+        Returns
+        -------
+        self : BatchNormMLPClassifier
+            The updated classifier.
+        """
+        with restore_on_error(self):
+            hidden, optimizer, device = self._check_params()
+            first = not hasattr(self, "net_")
+            if first and classes is None:
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit: "
+                    "every label there will be, e.g. classes=np.unique(y_all)."
+                )
+            X, y = self._validate_Xy(X, y, reset=first)
+            known = unique_labels(classes) if classes is not None else self.classes_
+            if not first and not np.array_equal(known, self.classes_):
+                raise ValueError(
+                    f"classes={known.tolist()} differs from the classes of the "
+                    f"first partial_fit call, {self.classes_.tolist()}."
+                )
+            _check_two_classes(known)
+            unknown = np.setdiff1d(unique_labels(y), known)
+            if unknown.size:
+                raise ValueError(
+                    f"y contains labels {unknown.tolist()} that are not in "
+                    f"classes={known.tolist()}."
+                )
+            y_index = np.searchsorted(known, y)
+            seed = torch_seed(self.random_state)
+            if first:
+                weights = self._class_weights(known, y, incremental=True)
+                net = self._build_net(
+                    hidden=hidden,
+                    optimizer=optimizer,
+                    device=device,
+                    n_classes=len(known),
+                    weights=weights,
+                    seed=seed,
+                    incremental=True,
+                )
+                with seeded(seed, device):
+                    net.initialize()
+            else:
+                net = self.net_
+                seed += len(net.history)  # a new shuffle for each epoch
+            with seeded(seed, device):
+                net.partial_fit(X, y_index, epochs=1)
+            self._set_fitted(net, known)
+        return self
+
+    def _check_params(self):
+        """Check what the declared constraints cannot; return the parsed ones."""
+        sizes = np.asarray(self.hidden_layer_sizes)
+        if sizes.ndim != 1 or not all(
+            isinstance(size, Integral) and not isinstance(size, bool) and size > 0
+            for size in sizes.tolist()
+        ):
+            raise ValueError(
+                "hidden_layer_sizes must be a sequence of positive ints, e.g. "
+                f"(100, 100); got {self.hidden_layer_sizes!r}."
+            )
+        optimizer = _OPTIMIZERS.get(self.optimizer, self.optimizer)
+        is_class = isinstance(optimizer, type)
+        if not (is_class and issubclass(optimizer, torch.optim.Optimizer)):
+            raise ValueError(
+                "optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer "
+                f"subclass; got {self.optimizer!r}."
+            )
+        device = check_device(self.device)
+        return tuple(int(size) for size in sizes.tolist()), optimizer, str(device)
+
+    def _validate_Xy(self, X, y, *, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float32, np.float64],
+            reset=reset,
+        )
+        check_classification_targets(y)
+        return _as_float32(X), y
+
+    def _class_weights(self, classes, y, *, incremental):
+        """Loss weights of the classes, in the order of ``classes``, or None."""
+        if self.class_weight is None:
+            return None
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' needs all of y at once and is not "
+                "available with partial_fit; pass a dict, e.g. from "
+                "sklearn.utils.class_weight.compute_class_weight('balanced', ...)."
+            )
+        unknown = (
+            set(self.class_weight) - set(classes.tolist())
+            if isinstance(self.class_weight, dict)
+            else set()
+        )
+        if unknown:
+            raise ValueError(
+                f"class_weight has labels {sorted(map(str, unknown))} that are not "
+                f"classes of y, {classes.tolist()}."
+            )
+        weights = compute_class_weight(self.class_weight, classes=classes, y=y)
+        return torch.as_tensor(weights, dtype=torch.float32)
+
+    def _build_net(
+        self, *, hidden, optimizer, device, n_classes, weights, seed, incremental
+    ):
+        """The skorch net, not yet initialised."""
+        callbacks = copy.deepcopy(list(self.callbacks or []))
+        if self.verbose > 1:
+            callbacks.append(("progress_bar", ProgressBar()))
+        train_split = None
+        if not incremental:
+            if self.early_stopping:
+                train_split = ValidSplit(
+                    self.validation_fraction, stratified=True, random_state=seed
+                )
+            callbacks.append(("stopping", self._stopping_callback()))
+        optimizer_params = {}
+        if self.weight_decay:
+            optimizer_params["optimizer__weight_decay"] = self.weight_decay
+        if optimizer is torch.optim.SGD:
+            optimizer_params["optimizer__momentum"] = self.momentum
+        return NeuralNetClassifier(
+            BatchNormMLP,
+            module__n_features=self.n_features_in_,
+            module__n_classes=n_classes,
+            module__hidden_layer_sizes=hidden,
+            module__activation=self.activation,
+            module__batch_norm=self.batch_norm,
+            module__dropout=self.dropout,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__weight=weights,
+            optimizer=optimizer,
+            lr=self.lr,
+            **optimizer_params,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train=BatchLoader,
+            iterator_train__shuffle=True,
+            iterator_valid=BatchLoader,
+            train_split=train_split,
+            callbacks=callbacks,
+            classes=np.arange(n_classes),
+            device=device,
+            verbose=int(self.verbose > 0),
+        )
+
+    def _stopping_callback(self):
+        if self.early_stopping:
+            return EarlyStopping(
+                monitor="valid_acc",
+                lower_is_better=False,
+                patience=self.n_iter_no_change,
+                threshold=self.tol,
+                threshold_mode="abs",
+                load_best=True,
+                sink=print if self.verbose else _silent,
+            )
+        return EarlyStopping(
+            monitor="train_loss",
+            patience=self.n_iter_no_change,
+            threshold=self.tol,
+            threshold_mode="abs",
+            sink=print if self.verbose else _silent,
+        )
+
+    def _stopped_early(self, net):
+        return len(net.history) < self.max_epochs
+
+    def _set_fitted(self, net, classes):
+        self.net_ = net
+        self.classes_ = classes
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self._inference_module = _inference_module(net.module_)
+
+    # -- prediction -----------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of :attr:`classes_`.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of :attr:`classes_`.
+        """
+        logits = self._logits(X).astype(np.float64)
+        return logits - _logsumexp(logits)
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from :attr:`classes_`.
+        """
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def _logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float32, np.float64],
+            reset=False,
+        )
+        X = _as_float32(X)
+        module = self._inference_module
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            parts = [
+                module(torch.from_numpy(X[start : start + _PREDICT_CHUNK]).to(device))
+                for start in range(0, len(X), _PREDICT_CHUNK)
+            ]
+        return torch.cat(parts).cpu().numpy()
+
+    # -- persistence and tags -------------------------------------------------
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object's is __dict__ itself
+        # Rebuilt on load from net_, which skorch moves to an available device.
+        state.pop("_inference_module", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "net_" in state:
+            self._inference_module = _inference_module(self.net_.module_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class BatchLoader(DataLoader):
+    """A :class:`~torch.utils.data.DataLoader` that fetches whole batches.
+
+    skorch's dataset takes an array of indices, so each mini-batch is one
+    fancy index of ``X`` and ``y`` rather than ``batch_size`` single-sample
+    fetches and a collate: the same batches, in the same order for a seed,
+    at a fraction of the cost.
+    """
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, **kwargs):
+        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        batches = BatchSampler(order, batch_size, drop_last=False)
+        super().__init__(dataset, batch_size=None, sampler=batches, **kwargs)
+
+
+def _inference_module(module):
+    """A frozen eval-mode copy of ``module`` with its batch norms folded."""
+    folded = fold_batchnorm(module)
+    folded.requires_grad_(False)
+    return folded
+
+
+def _as_float32(X):
+    if sp.issparse(X):
+        X = X.toarray()
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _logsumexp(logits):
+    top = logits.max(axis=1, keepdims=True)
+    return top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+
+
+def _check_two_classes(classes):
+    if len(classes) < 2:
+        raise ValueError(
+            "BatchNormMLPClassifier needs samples of at least 2 classes, but the "
+            f"data contain only one class: {classes.tolist()}."
+        )
+
+
+def _check_validation_split(y_index, n_classes, fraction):
+    n_samples = len(y_index)
+    n_valid = int(np.ceil(fraction * n_samples))
+    if n_valid < n_classes or n_samples - n_valid < n_classes:
+        raise ValueError(
+            f"early_stopping holds out validation_fraction={fraction} of "
+            f"{n_samples} samples, which cannot hold each of the {n_classes} "
+            "classes in both parts; use more data or early_stopping=False."
+        )
+
+
+def _silent(*args, **kwargs):
+    """A sink that prints nothing."""

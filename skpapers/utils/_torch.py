@@ -1,0 +1,70 @@
+"""Torch glue shared by the estimators: devices and seeding."""
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+
+def check_device(device):
+    """Return ``device`` as a :class:`torch.device`, checking that it exists.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device name, or names a GPU this machine lacks.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', 'cuda', "
+            "'cuda:<index>' or 'mps'."
+        ) from error
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested, but torch finds no CUDA GPU on "
+                "this machine; use device='cpu'."
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested, but this machine has only "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested, but MPS is not available on this "
+            "machine; use device='cpu'."
+        )
+    return parsed
+
+
+def torch_seed(random_state):
+    """A seed for torch drawn from ``random_state`` (None, int or RandomState)."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+@contextlib.contextmanager
+def seeded(seed, device=None):
+    """Run the block with torch's random generators seeded, then restore them.
+
+    The caller's global torch random state is left as it was, so that fitting
+    an estimator does not change what the user's own torch code draws.
+    """
+    devices = []
+    if device is not None and torch.device(device).type == "cuda":
+        devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
