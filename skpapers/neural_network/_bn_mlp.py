@@ -1,6 +1,7 @@
 """BatchNormMLPClassifier: a batch-normalised MLP as a scikit-learn classifier."""
 
 import copy
+import itertools
 import warnings
 from numbers import Integral, Real
 
@@ -16,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.dataset import ValidSplit
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
 from skpapers.utils import restore_on_error
@@ -146,11 +147,14 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
     Notes
     -----
     **Batches of one sample.** A single sample has no batch variance, so it
-    never reaches a batch norm in training mode: in a training batch of one
-    (the last batch of 121 samples at ``batch_size=60``, a ``partial_fit`` on
-    one row, one training sample) each batch norm normalises with its
-    running statistics, as at inference, and leaves them unchanged. The
-    batch still trains every weight, ``gamma`` and ``beta`` included.
+    never reaches a batch norm in training mode. Where the last mini-batch of
+    an epoch would hold one sample, that sample joins the batch before it
+    (121 samples at ``batch_size=60`` train as batches of 60 and 61);
+    ``batch_size`` larger than the data gives one batch of all of it. Only
+    data of a single sample (a ``partial_fit`` on one row) make a batch of
+    one: each batch norm then normalises it with its running statistics, as
+    at inference, and leaves them unchanged, while the step still trains
+    every weight, ``gamma`` and ``beta`` included.
 
     References
     ----------
@@ -572,14 +576,40 @@ class BatchLoader(DataLoader):
 
     skorch's dataset takes an array of indices, so each mini-batch is one
     fancy index of ``X`` and ``y`` rather than ``batch_size`` single-sample
-    fetches and a collate: the same batches, in the same order for a seed,
-    at a fraction of the cost.
+    fetches and a collate. A lone sample left over at the end joins the
+    batch before it (see :class:`MiniBatches`).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, **kwargs):
         order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        batches = BatchSampler(order, batch_size, drop_last=False)
+        batches = MiniBatches(order, batch_size)
         super().__init__(dataset, batch_size=None, sampler=batches, **kwargs)
+
+
+class MiniBatches(Sampler):
+    """Consecutive batches of ``batch_size`` indices drawn from ``order``.
+
+    Where the last batch would hold a single sample, that sample joins the
+    batch before it: 121 samples at ``batch_size=60`` are batches of 60 and
+    61. A batch of one arises only from data of one sample.
+    """
+
+    def __init__(self, order, batch_size):
+        self.order, self.batch_size = order, batch_size
+
+    def _bounds(self, n_samples):
+        bounds = list(range(0, n_samples, self.batch_size))
+        if len(bounds) > 1 and n_samples - bounds[-1] == 1:
+            bounds.pop()
+        return [*bounds, n_samples]
+
+    def __iter__(self):
+        indices = list(self.order)
+        for start, stop in itertools.pairwise(self._bounds(len(indices))):
+            yield indices[start:stop]
+
+    def __len__(self):
+        return len(self._bounds(len(self.order))) - 1
 
 
 def _inference_module(module):

@@ -184,7 +184,8 @@ def _folded_linear(linear, norm):
     if norm.affine:
         scale, shift = scale * norm.weight.double(), shift * norm.weight.double()
         shift = shift + norm.bias.double()
-    fused = nn.Linear(
+    fused = nn.utils.skip_init(  # no random initialisation: draws nothing
+        nn.Linear,
         linear.in_features,
         linear.out_features,
         bias=True,

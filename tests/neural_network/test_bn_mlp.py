@@ -1,0 +1,469 @@
+"""Tests for BatchNormMLPClassifier: the paper's claims, contracts, persistence."""
+
+import io
+import pickle
+import subprocess
+import sys
+import warnings
+from contextlib import redirect_stdout
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_digits, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
+from torch import nn
+
+from skpapers.neural_network import (
+    BatchNormMLP,
+    BatchNormMLPClassifier,
+    fold_batchnorm,
+)
+from skpapers.neural_network._modules import BatchNorm
+
+FAST = dict(hidden_layer_sizes=(16, 16), max_epochs=15, lr=0.1, random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_convergence_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(
+        n_samples=150,
+        n_features=6,
+        n_informative=4,
+        n_classes=3,
+        class_sep=2.0,
+        random_state=0,
+    )
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    return BatchNormMLPClassifier(**FAST).fit(X, y)
+
+
+# -- the network ------------------------------------------------------------
+
+
+def test_batch_norm_sits_between_a_biasless_linear_and_the_nonlinearity():
+    module = BatchNormMLP(5, 3, hidden_layer_sizes=(8, 4), activation="tanh")
+    for layer in module.hidden:
+        assert list(layer._modules) == ["linear", "batch_norm", "activation"]
+        assert layer.linear.bias is None
+        assert isinstance(layer.activation, nn.Tanh)
+    assert module.output.bias is not None
+    plain = BatchNormMLP(5, 3, hidden_layer_sizes=(8,), batch_norm=False, dropout=0.5)
+    assert list(plain.hidden[0]._modules) == ["linear", "activation", "dropout"]
+    assert plain.hidden[0].linear.bias is not None
+
+
+def test_a_batch_of_one_sample_is_normalised_by_the_running_statistics():
+    torch.manual_seed(0)
+    norm = BatchNorm(4)
+    norm(torch.randn(32, 4) * 3 + 1)  # running statistics away from 0 and 1
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    x = torch.randn(1, 4, requires_grad=True)
+    out = norm.train()(x)
+    assert_allclose(out.detach(), norm.eval()(x).detach(), rtol=1e-6)
+    assert torch.equal(norm.running_mean, mean)
+    assert torch.equal(norm.running_var, var)
+    out.sum().backward()  # gamma, beta and the input still learn
+    assert norm.weight.grad.abs().sum() > 0 and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="Expected more than 1 value"):
+        nn.BatchNorm1d(4).train()(x)  # what torch's own layer does
+
+
+def test_fold_batchnorm_changes_no_prediction(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST).fit(X, y)
+    module = clf.net_.module_.eval()
+    X32 = torch.as_tensor(X, dtype=torch.float32)
+    with torch.no_grad():
+        unfolded = torch.softmax(module(X32), dim=1).numpy()
+    assert_allclose(clf.predict_proba(X), unfolded, atol=1e-6)
+    folded = fold_batchnorm(module)
+    with torch.no_grad():
+        assert_allclose(folded(X32), module(X32), atol=1e-5)
+    # The folded copy does strictly less: the same linear layers, no norms.
+    kinds = [type(m) for m in folded.modules()]
+    assert BatchNorm not in kinds and nn.BatchNorm1d not in kinds
+    assert kinds.count(nn.Linear) == len(FAST["hidden_layer_sizes"]) + 1
+    assert any(isinstance(m, BatchNorm) for m in module.modules())  # untouched
+
+
+def test_fold_batchnorm_needs_a_linear_layer_before_each_norm():
+    net = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3))
+    with pytest.raises(ValueError, match=r"must directly follow an nn\.Linear"):
+        fold_batchnorm(net)
+    untracked = nn.Sequential(
+        nn.Linear(2, 3), nn.BatchNorm1d(3, track_running_stats=False)
+    )
+    with pytest.raises(ValueError, match="keeps no running statistics"):
+        fold_batchnorm(untracked)
+
+
+def test_fold_batchnorm_of_a_network_without_batch_norm_is_a_copy(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST, batch_norm=False).fit(X, y)
+    X32 = torch.as_tensor(X, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.equal(fold_batchnorm(clf.net_.module_)(X32), clf.net_.module_(X32))
+
+
+# -- the paper's claim ------------------------------------------------------
+
+
+def test_batch_norm_trains_a_sigmoid_network_that_fails_without_it():
+    # The paper's MNIST set-up on the digits: 3 x 100 sigmoid, batch 60, SGD.
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X / 16, y, test_size=0.3, stratify=y, random_state=0
+    )
+    params = dict(
+        activation="sigmoid", optimizer="sgd", momentum=0.0, lr=0.1,
+        batch_size=60, max_epochs=4, tol=0, random_state=0,
+    )  # fmt: skip
+    with_bn = BatchNormMLPClassifier(**params).fit(X_train, y_train)
+    without = BatchNormMLPClassifier(**params, batch_norm=False).fit(X_train, y_train)
+    assert with_bn.score(X_test, y_test) > 0.9
+    assert without.score(X_test, y_test) < 0.3  # still near chance (0.1)
+
+
+# -- batches of one sample --------------------------------------------------
+
+
+def _batch_sizes(clf):
+    return [batch["train_batch_size"] for batch in clf.history_[-1, "batches"]]
+
+
+def test_a_last_batch_of_one_sample_trains(data):
+    X, y = data
+    X, y = np.vstack([X[:120], X[:1]]), np.r_[y[:120], y[:1]]  # 121 samples
+    clf = BatchNormMLPClassifier(**FAST, batch_size=60).fit(X, y)
+    assert _batch_sizes(clf) == [60, 61]  # the lone last sample joins the batch
+    assert np.isfinite(clf.history_[:, "train_loss"]).all()
+    assert clf.score(X, y) > 0.8
+
+
+def test_partial_fit_on_one_row_trains_without_touching_running_statistics(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST).partial_fit(X, y, classes=np.unique(y))
+    norm = clf.net_.module_.hidden[0].batch_norm
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    weights = clf.net_.module_.hidden[0].linear.weight.detach().clone()
+    clf.partial_fit(X[:1], y[:1])
+    assert _batch_sizes(clf) == [1]
+    assert not torch.equal(clf.net_.module_.hidden[0].linear.weight, weights)
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert clf.n_iter_ == 2
+
+
+def test_batch_size_larger_than_the_data_is_one_batch(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST, batch_size=1000).fit(X, y)
+    assert _batch_sizes(clf) == [len(X)]
+    single = BatchNormMLPClassifier(**FAST).fit(X[:2], [0, 1])
+    assert _batch_sizes(single) == [2]
+
+
+# -- labels and input types -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["cat", "dog", "emu"]), np.array([-3, 7, 11], dtype=np.int32), None],
+)
+def test_predictions_come_back_in_the_callers_labels(data, labels):
+    X, y = data
+    if labels is None:  # booleans: two classes
+        labels, y = np.array([False, True]), y % 2
+    y_labels = labels[y]
+    clf = BatchNormMLPClassifier(**FAST).fit(X, y_labels)
+    assert_array_equal(clf.classes_, labels)
+    assert clf.classes_.dtype == labels.dtype
+    predictions = clf.predict(X)
+    assert predictions.dtype == labels.dtype
+    assert np.mean(predictions == y_labels) > 0.8
+
+
+def test_lists_float64_and_float32_give_the_same_model(data):
+    X, y = data
+    reference = BatchNormMLPClassifier(**FAST).fit(X, y).predict_proba(X)
+    from_lists = BatchNormMLPClassifier(**FAST).fit(X.tolist(), y.tolist())
+    from_float32 = BatchNormMLPClassifier(**FAST).fit(X.astype(np.float32), y)
+    assert_allclose(from_lists.predict_proba(X.tolist()), reference)
+    assert_allclose(from_float32.predict_proba(X), reference, atol=1e-6)
+
+
+def test_pandas_input_keeps_feature_names(data):
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    clf = BatchNormMLPClassifier(**FAST).fit(frame, pd.Series(y).astype("category"))
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    assert clf.score(frame, y) > 0.8
+
+
+def test_probabilities_are_normalised_and_match_the_log(fitted, data):
+    X, _ = data
+    proba = fitted.predict_proba(X)
+    assert proba.dtype == np.float64
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert_allclose(np.log(proba), fitted.predict_log_proba(X), atol=1e-12)
+    assert_array_equal(fitted.predict(X), fitted.classes_[proba.argmax(axis=1)])
+
+
+# -- training ---------------------------------------------------------------
+
+
+def test_random_state_makes_fits_identical_and_leaves_torch_alone(data):
+    X, y = data
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    first = BatchNormMLPClassifier(**FAST, dropout=0.2).fit(X, y).predict_proba(X)
+    assert torch.equal(torch.rand(3), expected_draw)
+    second = BatchNormMLPClassifier(**FAST, dropout=0.2).fit(X, y).predict_proba(X)
+    assert_array_equal(first, second)
+    other = BatchNormMLPClassifier(**{**FAST, "random_state": 1}).fit(X, y)
+    assert not np.allclose(other.predict_proba(X), first)
+
+
+def test_partial_fit_continues_from_the_current_weights(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST)
+    losses = []
+    for _ in range(8):
+        clf.partial_fit(X, y, classes=np.unique(y))
+        losses.append(clf.history_[-1, "train_loss"])
+    assert clf.n_iter_ == len(clf.history_) == 8
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_training_stops_when_the_loss_settles(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 500}, n_iter_no_change=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, y)
+    assert 3 < clf.n_iter_ < 500
+    with pytest.warns(ConvergenceWarning, match="max_epochs=2 reached"):
+        BatchNormMLPClassifier(**{**FAST, "max_epochs": 2}).fit(X, y)
+
+
+def test_early_stopping_keeps_a_validation_history(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(
+        **{**FAST, "max_epochs": 300}, early_stopping=True, n_iter_no_change=3
+    ).fit(X, y)
+    assert clf.n_iter_ < 300
+    history = clf.history_
+    assert {"train_loss", "valid_loss", "valid_acc"} <= set(history[-1])
+    scores = history[:, "valid_acc"]
+    assert max(scores) >= 0.8
+    # Stopped n_iter_no_change epochs after the first best validation score.
+    assert clf.n_iter_ == int(np.argmax(scores)) + 1 + 3
+
+
+def test_class_weight_shifts_predictions_to_the_heavy_class(data):
+    X, y = data
+    plain = BatchNormMLPClassifier(**FAST).fit(X, y)
+    heavy = BatchNormMLPClassifier(**FAST, class_weight={0: 50.0, 1: 1.0, 2: 1.0})
+    heavy.fit(X, y)
+    assert np.mean(heavy.predict(X) == 0) > np.mean(plain.predict(X) == 0) + 0.1
+    balanced = BatchNormMLPClassifier(**FAST, class_weight="balanced").fit(X, y)
+    weights = balanced.net_.criterion_.weight
+    assert_allclose(weights, len(y) / (3 * np.bincount(y)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", torch.optim.RMSprop])
+def test_other_optimizers(data, optimizer):
+    X, y = data
+    clf = BatchNormMLPClassifier(**{**FAST, "lr": 0.01}, optimizer=optimizer)
+    clf.fit(X, y)
+    expected = torch.optim.Adam if optimizer == "adam" else optimizer
+    assert type(clf.net_.optimizer_) is expected
+    assert clf.score(X, y) > 0.8
+
+
+def test_callbacks_are_called_and_left_as_given(data):
+    X, y = data
+
+    class CountEpochs(Callback):
+        def initialize(self):
+            self.epochs = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs += 1
+
+    callback = CountEpochs()
+    clf = BatchNormMLPClassifier(**FAST, callbacks=[("count", callback)]).fit(X, y)
+    assert dict(clf.net_.callbacks_)["count"].epochs == clf.n_iter_
+    assert not hasattr(callback, "epochs")
+
+
+def test_verbose_prints_one_line_per_epoch(data):
+    X, y = data
+    out = io.StringIO()
+    with redirect_stdout(out):
+        BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}, verbose=1).fit(X, y)
+    lines = [line for line in out.getvalue().splitlines() if "train_loss" in line]
+    assert lines and out.getvalue().count("\n") >= 3 + 2
+    quiet = io.StringIO()
+    with redirect_stdout(quiet):
+        BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}).fit(X, y)
+    assert quiet.getvalue() == ""
+
+
+# -- bad input --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"hidden_layer_sizes": (10, 0)}, "sequence of positive ints"),
+        ({"hidden_layer_sizes": [[3]]}, "sequence of positive ints"),
+        ({"optimizer": len}, "torch.optim.Optimizer subclass"),
+        ({"device": "gpu7"}, "is not a torch device"),
+        ({"activation": "gelu"}, "'activation' parameter"),
+        ({"class_weight": {0: 1.0, "z": 2.0}}, r"class_weight has labels \['z'\]"),
+    ],
+)
+def test_bad_parameters_are_refused_clearly(data, params, message):
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        BatchNormMLPClassifier(**{**FAST, **params}).fit(X, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(data):
+    X, y = data
+    with pytest.raises(ValueError, match="finds no CUDA GPU"):
+        BatchNormMLPClassifier(**FAST, device="cuda").fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "X_bad, y_bad, message",
+    [
+        (np.full((4, 2), np.nan), [0, 1, 0, 1], "NaN"),
+        (np.full((4, 2), np.inf), [0, 1, 0, 1], "infinity"),
+        (np.ones((4, 2)), [1, 1, 1, 1], "only one class"),
+        (np.ones((4, 2)), [0.5, 1.5, 2.5, 0.1], "Unknown label type"),
+        (np.ones((0, 2)), [], "0 sample"),
+    ],
+)
+def test_bad_data_is_refused_and_the_old_model_kept(
+    fitted, data, X_bad, y_bad, message
+):
+    X, _ = data
+    clf = pickle.loads(pickle.dumps(fitted))
+    before = clf.predict_proba(X)
+    state = set(vars(clf))
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X_bad, y_bad)
+    assert set(vars(clf)) == state
+    assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_partial_fit_refuses_what_it_cannot_use(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    assert not hasattr(clf, "net_")
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"labels \[5\] that are not in classes"):
+        clf.partial_fit(X[:2], [0, 5])
+    with pytest.raises(ValueError, match="differs from the classes of the first"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="expecting 6 features"):
+        clf.partial_fit(X[:, :3], y)
+    balanced = BatchNormMLPClassifier(**FAST, class_weight="balanced")
+    with pytest.raises(ValueError, match="not available with partial_fit"):
+        balanced.partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_early_stopping_on_too_little_data_is_refused(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST, early_stopping=True, validation_fraction=0.01)
+    with pytest.raises(ValueError, match="cannot hold each of the 3 classes"):
+        clf.fit(X, y)
+
+
+# -- scikit-learn's tools ---------------------------------------------------
+
+
+def test_pipeline_and_joblib_round_trip(data, tmp_path):
+    X, y = data
+    pipe = make_pipeline(StandardScaler(), BatchNormMLPClassifier(**FAST)).fit(X, y)
+    joblib.dump(pipe, tmp_path / "pipe.joblib")
+    loaded = joblib.load(tmp_path / "pipe.joblib")
+    assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
+    assert_array_equal(loaded.predict(X), pipe.predict(X))
+
+
+def test_a_model_saved_on_a_gpu_loads_on_the_cpu(data, tmp_path):
+    # Without a GPU here, mark the net as a CUDA one: skorch then saves its
+    # tensors for CUDA, and loading must fall back to the CPU with a warning.
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.net_.device = "cuda"
+    joblib.dump(make_pipeline(StandardScaler(with_mean=False), clf), tmp_path / "m")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the fallback does not happen")
+    with pytest.warns(UserWarning, match="no CUDA devices are available"):
+        loaded = joblib.load(tmp_path / "m")
+    assert str(loaded[-1].net_.device) == "cpu"
+    assert_array_equal(loaded[-1].predict_proba(X), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_model_trained_on_a_gpu_predicts_where_there_is_none(data, tmp_path):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST, device="cuda").fit(X, y)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", clf.predict_proba(X))
+    joblib.dump(clf, tmp_path / "model.joblib")
+    script = (
+        "import joblib, numpy as np, torch; assert not torch.cuda.is_available();"
+        f"m = joblib.load({str(tmp_path / 'model.joblib')!r});"
+        f"p = m.predict_proba(np.load({str(tmp_path / 'X.npy')!r}));"
+        f"np.testing.assert_allclose(p, np.load({str(tmp_path / 'expected.npy')!r}),"
+        " atol=1e-5)"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": ""}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env)
+
+
+def _torch_threads(estimator, X, y):
+    return torch.get_num_threads()
+
+
+def test_grid_search_in_two_processes_uses_one_torch_thread_each(data):
+    X, y = data
+    search = GridSearchCV(
+        BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}),
+        {"batch_norm": [True, False]},
+        scoring={"threads": _torch_threads, "accuracy": "accuracy"},
+        refit="accuracy",
+        cv=2,
+        n_jobs=2,
+    ).fit(X, y)
+    assert set(search.cv_results_["mean_test_threads"]) == {1.0}
+    assert search.best_estimator_.n_iter_ == 3
