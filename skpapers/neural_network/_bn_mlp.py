@@ -21,9 +21,14 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampl
 
 from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
 from skpapers.utils import restore_on_error
-from skpapers.utils._torch import check_device, seeded, torch_seed
+from skpapers.utils._torch import (
+    OPTIMIZERS,
+    check_device,
+    check_optimizer,
+    seeded,
+    torch_seed,
+)
 
-_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 # Rows per forward pass at inference: bounds memory, not results.
 _PREDICT_CHUNK = 8192
 
@@ -183,7 +188,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_norm": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "optimizer": [StrOptions(set(_OPTIMIZERS)), callable],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -366,13 +371,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
                 "hidden_layer_sizes must be a sequence of positive ints, e.g. "
                 f"(100, 100); got {self.hidden_layer_sizes!r}."
             )
-        optimizer = _OPTIMIZERS.get(self.optimizer, self.optimizer)
-        is_class = isinstance(optimizer, type)
-        if not (is_class and issubclass(optimizer, torch.optim.Optimizer)):
-            raise ValueError(
-                "optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer "
-                f"subclass; got {self.optimizer!r}."
-            )
+        optimizer = check_optimizer(self.optimizer)
         device = check_device(self.device)
         return tuple(int(size) for size in sizes.tolist()), optimizer, str(device)
 

@@ -68,3 +68,21 @@ def seeded(seed, device=None):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
+def check_optimizer(optimizer):
+    """The torch optimizer class named by ``optimizer`` ("sgd", "adam" or a class)."""
+    resolved = (
+        OPTIMIZERS.get(optimizer, optimizer)
+        if isinstance(optimizer, str)
+        else optimizer
+    )
+    if not (isinstance(resolved, type) and issubclass(resolved, torch.optim.Optimizer)):
+        raise ValueError(
+            "optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer "
+            f"subclass; got {optimizer!r}."
+        )
+    return resolved
