@@ -1,0 +1,352 @@
+"""Synthetic instance-segmentation images: circles, squares and triangles.
+
+Also home of the instance-target form that ``make_shapes`` returns and the
+COCO and metric helpers read: one dict per image with ``"masks"`` (bool
+``(k, H, W)``), ``"labels"`` (``(k,)``) and ``"boxes"`` (float32 ``(k, 4)``).
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+SHAPE_NAMES = {1: "circle", 2: "square", 3: "triangle"}
+
+# A triangle of size s has circumradius 1.5 s (inradius 0.75 s, area 2.92 s**2),
+# so that its area is close to that of the circle (pi s**2) and square (4 s**2).
+_TRIANGLE_CIRCUMRADIUS = 1.5
+_TRIANGLE_AREA = 3 * np.sqrt(3) / 4 * _TRIANGLE_CIRCUMRADIUS**2
+# A unit pixel square lies within this distance of its centre.
+_HALF_PIXEL_DIAGONAL = np.sqrt(2) / 2
+_BACKGROUND_MAX = 96
+_SHAPE_BRIGHT_MIN = 160
+_NOISE = 16
+# Pixels of one chunk of (image, shape) masks; bounds the working memory.
+_CHUNK_PIXELS = 2**21
+
+
+def _circle(dx, dy, size, angle):
+    return dx**2 + dy**2 <= size**2
+
+
+def _square(dx, dy, size, angle):
+    return np.maximum(np.abs(dx), np.abs(dy)) <= size
+
+
+def _triangle(dx, dy, size, angle):
+    # equilateral: inside when within the inradius along each edge's normal
+    inradius = _TRIANGLE_CIRCUMRADIUS / 2 * size
+    inside = np.ones(np.broadcast_shapes(dx.shape, dy.shape), dtype=bool)
+    for turn in range(3):
+        normal = angle + 2 * np.pi * turn / 3
+        inside &= dx * np.cos(normal) + dy * np.sin(normal) <= inradius
+    return inside
+
+
+_DRAW = {1: _circle, 2: _square, 3: _triangle}
+# how far each shape, by label, reaches from its centre, in units of its size
+_EXTENT = np.array([np.nan, 1.0, 1.0, _TRIANGLE_CIRCUMRADIUS], dtype=np.float32)
+
+
+def _masks_to_boxes(masks):
+    """Tight boxes ``(x1, y1, x2, y2)`` of masks, with ``x2``, ``y2`` exclusive.
+
+    Parameters
+    ----------
+    masks : ndarray of shape (k, H, W), bool
+
+    Returns
+    -------
+    boxes : ndarray of shape (k, 4), float32
+        ``x1`` is the first column of the mask and ``x2`` its last column
+        plus one (likewise rows for ``y``), so that ``x2 - x1`` is the width
+        in pixels: the pixel edges, COCO's convention. An empty mask gets
+        ``(0, 0, 0, 0)``.
+    """
+    k, height, width = masks.shape
+    rows = masks.any(axis=2)
+    columns = masks.any(axis=1)
+    boxes = np.stack(
+        [
+            columns.argmax(axis=1),
+            rows.argmax(axis=1),
+            width - columns[:, ::-1].argmax(axis=1),
+            height - rows[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    boxes[~rows.any(axis=1)] = 0
+    return boxes.reshape(k, 4)
+
+
+def _check_masks(masks, name):
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(
+            f"{name} must have shape (n_instances, height, width); got shape "
+            f"{masks.shape}."
+        )
+    if masks.dtype == bool or masks.size == 0:  # np.zeros((0, H, W)) is float
+        return masks.astype(bool, copy=False)
+    if not np.issubdtype(masks.dtype, np.integer):
+        raise TypeError(
+            f"{name} must be boolean (or 0/1 integers), not {masks.dtype}; "
+            "threshold probability masks first, e.g. masks > 0.5."
+        )
+    if masks.size and (masks.min() < 0 or masks.max() > 1):
+        raise ValueError(f"{name} must hold only 0 and 1.")
+    return masks.astype(bool)
+
+
+def _as_labels(labels):
+    """Labels as a 1-d array; tuples and other sequences stay whole, as objects."""
+    array = np.asarray(labels)
+    if array.ndim > 1 and not isinstance(labels, np.ndarray):
+        array = np.empty(len(labels), dtype=object)
+        for i, label in enumerate(labels):
+            array[i] = label
+    return array
+
+
+def _check_instance_targets(y, name="y", *, scores=False):
+    """Validate per-image instance dicts; return them as arrays.
+
+    Parameters
+    ----------
+    y : list of dict
+        One dict per image with ``"masks"`` (``(k, H, W)``, bool or 0/1) and
+        ``"labels"`` (``(k,)``, hashables); with ``scores=True`` also
+        ``"scores"`` (``(k,)``, floats). Other keys are ignored.
+    name : str
+        What ``y`` is called in error messages.
+    scores : bool
+        Whether ``"scores"`` are required.
+
+    Returns
+    -------
+    list of dict
+        ``"masks"`` as a bool ndarray, ``"labels"`` as an ndarray and, with
+        ``scores=True``, ``"scores"`` as a float64 ndarray.
+    """
+    if isinstance(y, dict):
+        raise TypeError(f"{name} must be a list of dicts, one per image, not a dict.")
+    checked = []
+    needed = ("masks", "labels", "scores") if scores else ("masks", "labels")
+    for i, target in enumerate(y):
+        where = f"{name}[{i}]"
+        if not hasattr(target, "keys"):
+            raise TypeError(
+                f"{where} must be a dict with keys {needed}; got "
+                f"{type(target).__name__}."
+            )
+        missing = [key for key in needed if key not in target]
+        if missing:
+            raise ValueError(f"{where} lacks the key(s) {missing}.")
+        masks = _check_masks(target["masks"], f"{where}['masks']")
+        entry = {"masks": masks}
+        for key in needed[1:]:
+            values = (
+                np.asarray(target[key], dtype=float)
+                if key == "scores"
+                else _as_labels(target[key])
+            )
+            if values.shape != masks.shape[:1]:
+                raise ValueError(
+                    f"{where}['{key}'] must have shape ({masks.shape[0]},), one "
+                    f"per mask; got shape {values.shape}."
+                )
+            entry[key] = values
+        checked.append(entry)
+    return checked
+
+
+def _check_int(value, name, minimum):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+
+
+def _draw_chunk(centres, sizes, angles, kinds, n_drawn, *, image_size, min_area):
+    """Visible masks of one chunk of images, drawn bottom to top.
+
+    Shapes are resolved from the top down: a shape keeps the pixels no kept
+    shape above it covers, and is dropped (not drawn, covering nothing) when
+    fewer than ``min_area`` of them remain.
+
+    Returns
+    -------
+    visible : ndarray of shape (n, max_instances, image_size, image_size), bool
+    kept : ndarray of shape (n, max_instances), bool
+    owner : ndarray of shape (n, image_size, image_size), int
+        The slot plus one of the shape each pixel shows, 0 for background.
+    """
+    n, max_instances = sizes.shape
+    grid = np.arange(image_size, dtype=np.float32) + 0.5  # pixel centres
+    centres = centres.reshape(-1, 2)
+    flat_kinds = kinds.ravel()
+    flat = np.zeros((n * max_instances, image_size, image_size), dtype=bool)
+    for kind, draw in _DRAW.items():
+        slots = np.flatnonzero(flat_kinds == kind)
+        flat[slots] = draw(
+            grid[None, None, :] - centres[slots, 0, None, None],
+            grid[None, :, None] - centres[slots, 1, None, None],
+            sizes.ravel()[slots, None, None],
+            angles.ravel()[slots, None, None],
+        )
+    masks = flat.reshape(n, max_instances, image_size, image_size)
+    active = np.arange(max_instances) < n_drawn[:, None]
+    visible = np.zeros_like(masks)
+    kept = np.zeros((n, max_instances), dtype=bool)
+    covered = np.zeros((n, image_size, image_size), dtype=bool)
+    owner = np.zeros((n, image_size, image_size), dtype=np.intp)
+    for slot in reversed(range(max_instances)):
+        shown = masks[:, slot] & ~covered
+        kept[:, slot] = active[:, slot] & (shown.sum(axis=(1, 2)) >= min_area)
+        shown &= kept[:, slot, None, None]
+        covered |= shown
+        owner += shown * (slot + 1)
+        visible[:, slot] = shown
+    return visible, kept, owner
+
+
+def make_shapes(
+    n_samples=100,
+    *,
+    image_size=64,
+    max_instances=4,
+    min_area=20,
+    random_state=None,
+):
+    """Make images of overlapping circles, squares and triangles with masks.
+
+    A toy instance-segmentation data set. Each image has a random dark
+    background with per-pixel noise and 1 to ``max_instances`` shapes
+    painted on it in order, each in a random colour with at least one
+    bright channel (so that every shape stands out from the background).
+    A later shape covers the earlier ones: the masks are what is visible,
+    and no pixel belongs to two masks. A shape whose visible area falls
+    below ``min_area`` pixels (including one fully covered) is dropped and
+    not drawn at all, so every coloured pixel belongs to exactly one
+    instance.
+
+    Shape sizes ``s`` are uniform in ``[image_size / 10, image_size / 4]``:
+    circles of radius ``s``, axis-aligned squares of half-side ``s``, and
+    equilateral triangles of circumradius ``1.5 s`` at a random rotation.
+    Every shape lies fully inside the image, and even the smallest shape
+    covers ``min_area`` pixels (the lower size bound is raised when needed),
+    so the topmost shape always survives: **no image is empty**.
+
+    Parameters
+    ----------
+    n_samples : int, default=100
+        Number of images.
+    image_size : int, default=64
+        Height and width of the square images. Must leave room for shapes of
+        ``min_area`` pixels (at least 15 for the default ``min_area``).
+    max_instances : int, default=4
+        Most shapes drawn on one image; the number drawn is uniform in
+        ``1..max_instances``, fewer may remain after occlusion.
+    min_area : int, default=20
+        Fewest visible pixels an instance keeps.
+    random_state : int, RandomState instance or None, default=None
+        Seed; the same seed gives the same images and targets.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, image_size, image_size, 3), uint8
+        RGB images.
+    y : list of dict
+        One dict per image, its instances in drawing order (bottom first):
+
+        - ``"masks"``: bool ndarray of shape ``(k, image_size, image_size)``,
+          the visible pixels, pairwise disjoint;
+        - ``"labels"``: int64 ndarray of shape ``(k,)``, 1 for a circle,
+          2 for a square, 3 for a triangle (``SHAPE_NAMES`` maps them to
+          names); 0 is left for the background;
+        - ``"boxes"``: float32 ndarray of shape ``(k, 4)``, the tight box
+          ``(x1, y1, x2, y2)`` of each visible mask in pixel-edge
+          coordinates: ``x1`` is the first column, ``x2`` the last column
+          plus one, likewise rows for ``y``, so ``x2 - x1`` is the width in
+          pixels (COCO's convention).
+
+    Examples
+    --------
+    >>> from skpapers.datasets import make_shapes
+    >>> X, y = make_shapes(10, image_size=32, random_state=0)
+    >>> X.shape, X.dtype
+    ((10, 32, 32, 3), dtype('uint8'))
+    >>> sorted(y[0])
+    ['boxes', 'labels', 'masks']
+    >>> k = len(y[0]["labels"])
+    >>> y[0]["masks"].shape == (k, 32, 32)
+    True
+    >>> bool(y[0]["masks"].sum(axis=0).max() <= 1)  # no pixel in two masks
+    True
+    """
+    _check_int(n_samples, "n_samples", 1)
+    _check_int(image_size, "image_size", 1)
+    _check_int(max_instances, "max_instances", 1)
+    _check_int(min_area, "min_area", 1)
+    # a whole triangle of size s covers at least 2.92 (s - 0.94)**2 pixels:
+    # the triangle shrunk by half a pixel diagonal lies in its pixels' squares
+    inradius_per_size = _TRIANGLE_CIRCUMRADIUS / 2
+    smallest = _HALF_PIXEL_DIAGONAL / inradius_per_size + np.sqrt(
+        min_area / _TRIANGLE_AREA
+    )
+    low, high = max(image_size / 10, smallest), image_size / 4
+    if low > high:
+        raise ValueError(
+            f"image_size={image_size} is too small for min_area={min_area}: "
+            f"shapes up to image_size / 4 = {high:.3g} pixels must reach "
+            f"{smallest:.3g} to be sure to cover min_area pixels; use an "
+            f"image_size of at least {int(np.ceil(4 * smallest))} or a smaller "
+            "min_area."
+        )
+    rng = check_random_state(random_state)
+    shape = (n_samples, max_instances)
+    n_drawn = rng.randint(1, max_instances + 1, size=n_samples)
+    kinds = rng.randint(1, len(_DRAW) + 1, size=shape)
+    sizes = rng.uniform(low, high, size=shape).astype(np.float32)
+    angles = rng.uniform(0, 2 * np.pi, size=shape).astype(np.float32)
+    extents = sizes * _EXTENT[kinds]
+    centres = extents[..., None] + rng.uniform(size=(*shape, 2)).astype(np.float32) * (
+        image_size - 2 * extents[..., None]
+    )
+    # palettes: the background, then the shapes' colours, each with one
+    # bright channel
+    palettes = np.empty((n_samples, max_instances + 1, 3), dtype=np.int16)
+    palettes[:, 0] = rng.randint(0, _BACKGROUND_MAX + 1, size=(n_samples, 3))
+    palettes[:, 1:] = rng.randint(0, 256, size=(*shape, 3))
+    bright = rng.randint(3, size=shape)
+    palettes[np.arange(n_samples)[:, None], np.arange(1, max_instances + 1), bright] = (
+        rng.randint(_SHAPE_BRIGHT_MIN, 256, size=shape)
+    )
+
+    X = np.empty((n_samples, image_size, image_size, 3), dtype=np.uint8)
+    y = []
+    chunk = max(1, _CHUNK_PIXELS // (max_instances * image_size**2))
+    for start in range(0, n_samples, chunk):
+        part = slice(start, min(start + chunk, n_samples))
+        visible, kept, owner = _draw_chunk(
+            centres[part],
+            sizes[part],
+            angles[part],
+            kinds[part],
+            n_drawn[part],
+            image_size=image_size,
+            min_area=min_area,
+        )
+        images = palettes[part][np.arange(len(owner))[:, None, None], owner]
+        images += rng.randint(-_NOISE, _NOISE + 1, size=images.shape, dtype=np.int16)
+        X[part] = np.clip(images, 0, 255)
+        for i, slots in enumerate(kept):
+            masks = visible[i, slots]
+            y.append(
+                {
+                    "masks": masks,
+                    "labels": kinds[start + i, slots].astype(np.int64),
+                    "boxes": _masks_to_boxes(masks),
+                }
+            )
+    return X, y

