@@ -1,11 +1,44 @@
-"""scikit-learn's own estimator checks over every public skpapers estimator."""
+"""scikit-learn's own estimator checks over every public skpapers estimator.
 
-from sklearn.utils.estimator_checks import parametrize_with_checks
+Estimators of tabular data run all of ``parametrize_with_checks``. Those
+whose input is not a 2-D array (sequences, images) declare it in their tags
+(``input_tags.two_d_array = False``), and scikit-learn then runs none of its
+checks on them; here they run the checks that need no data, and the
+contracts of the data checks on data of their own kind. The rest are listed
+with the reason.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils import get_tags
+from sklearn.utils.estimator_checks import (
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_estimator_cloneable,
+    check_estimator_repr,
+    check_estimator_tags_renamed,
+    check_get_params_invariance,
+    check_mixin_order,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+    check_valid_tag_types,
+    parametrize_with_checks,
+)
 
 from skpapers.utils import all_estimators
 
 # Small, fast settings per estimator; the defaults are used where none given.
-FAST_PARAMS = {}
+FAST_PARAMS = {
+    "RMLSequencePredictor": dict(
+        embedding_dim=8, hidden_size=16, max_epochs=2, random_state=0
+    ),
+}
 
 # Checks an estimator is known to fail, with the reason. The goal is empty.
 EXPECTED_FAILED_CHECKS = {
@@ -14,9 +47,72 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def _instances():
+def _sequence_data():
+    words = ["abc", "ba", "cab", "a", "bcca", "acb", "cc", "bab"] * 3
+    return words, [word[::-1] for word in words]
+
+
+# Data of each non-tabular estimator's own kind: (X, y).
+SAMPLE_DATA = {"RMLSequencePredictor": _sequence_data}
+
+_NEEDS_TABLE = "needs a numeric 2-D X: this estimator takes {kind}"
+# scikit-learn's data checks that cannot apply to a non-tabular estimator.
+NOT_APPLICABLE = {
+    "RMLSequencePredictor": dict.fromkeys(
+        [
+            "check_array_api_input",
+            "check_complex_data",
+            "check_dtype_object",
+            "check_estimator_sparse_array",
+            "check_estimator_sparse_matrix",
+            "check_estimator_sparse_tag",
+            "check_estimators_dtypes",
+            "check_estimators_nan_inf",
+            "check_f_contiguous_array_estimator",
+            "check_fit1d",
+            "check_fit2d_1feature",
+            "check_fit2d_1sample",
+            "check_fit2d_predict1d",
+            "check_n_features_in",
+            "check_n_features_in_after_fitting",
+            "check_positive_only_tag_during_fit",
+            "check_readonly_memmap_input",
+        ],
+        _NEEDS_TABLE.format(kind="lists of sequences"),
+    ),
+}
+
+DATA_FREE_CHECKS = [
+    check_estimator_cloneable,
+    check_estimator_tags_renamed,
+    check_valid_tag_types,
+    check_estimator_repr,
+    check_no_attributes_set_in_init,
+    check_get_params_invariance,
+    check_set_params,
+    check_parameters_default_constructible,
+    check_do_not_raise_errors_in_init_or_set_params,
+    check_mixin_order,
+]
+
+
+def _instance(name, Estimator):
+    return Estimator(**FAST_PARAMS.get(name, {}))
+
+
+def _tabular():
     for name, Estimator in all_estimators():
-        yield Estimator(**FAST_PARAMS.get(name, {}))
+        estimator = _instance(name, Estimator)
+        if get_tags(estimator).input_tags.two_d_array:
+            yield estimator
+
+
+def _non_tabular():
+    return [
+        _instance(name, Estimator)
+        for name, Estimator in all_estimators()
+        if not get_tags(Estimator()).input_tags.two_d_array
+    ]
 
 
 def _expected_failed_checks(estimator):
@@ -25,12 +121,79 @@ def _expected_failed_checks(estimator):
 
 def test_every_estimator_is_checked():
     names = {name for name, _ in all_estimators()}
-    assert {"NMF", "BatchNormMLPClassifier"} <= names
+    assert {"NMF", "BatchNormMLPClassifier", "RMLSequencePredictor"} <= names
     assert set(EXPECTED_FAILED_CHECKS) <= names
+    non_tabular = {type(e).__name__ for e in _non_tabular()}
+    assert non_tabular == set(SAMPLE_DATA) == set(NOT_APPLICABLE)
 
 
 @parametrize_with_checks(
-    list(_instances()), expected_failed_checks=_expected_failed_checks
+    list(_tabular()), expected_failed_checks=_expected_failed_checks
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+# -- estimators of sequences and images ---------------------------------------
+
+
+def _ids(estimator):
+    return type(estimator).__name__
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+@pytest.mark.parametrize("check", DATA_FREE_CHECKS, ids=lambda check: check.__name__)
+def test_data_free_checks(estimator, check):
+    check(type(estimator).__name__, estimator)
+
+
+def _fit(estimator):
+    X, y = SAMPLE_DATA[type(estimator).__name__]()
+    return clone(estimator).fit(X, y), X, y
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+def test_unfitted_estimator_refuses_to_predict(estimator):
+    X, _ = SAMPLE_DATA[type(estimator).__name__]()
+    with pytest.raises(NotFittedError):
+        clone(estimator).predict(X)
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+def test_fit_returns_self_and_keeps_params(estimator):
+    X, y = SAMPLE_DATA[type(estimator).__name__]()
+    fresh = clone(estimator)
+    params = pickle.dumps(fresh.get_params())
+    public = {k for k in vars(fresh) if not k.startswith("_")}
+    assert fresh.fit(X, y) is fresh
+    assert pickle.dumps(fresh.get_params()) == params
+    added = {k for k in vars(fresh) if not k.startswith("_")} - public
+    assert added and all(k.endswith("_") for k in added)
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+def test_predict_changes_nothing_and_ignores_order_and_subsets(estimator):
+    fitted, X, y = _fit(estimator)
+    state = dict(vars(fitted))
+    full = fitted.predict(X)
+    assert vars(fitted) == state
+    order = np.random.RandomState(0).permutation(len(X))
+    assert fitted.predict([X[i] for i in order]) == [full[i] for i in order]
+    assert [fitted.predict([x])[0] for x in X[:5]] == full[:5]
+    assert isinstance(fitted.score(X, y), float)
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+def test_fit_twice_pickle_and_pipeline_give_the_same_predictions(estimator):
+    fitted, X, y = _fit(estimator)
+    expected = fitted.predict(X)
+    assert fitted.fit(X, y).predict(X) == expected
+    assert pickle.loads(pickle.dumps(fitted)).predict(X) == expected
+    pipe = make_pipeline(FunctionTransformer(), clone(estimator)).fit(X, y)
+    assert pipe.predict(X) == expected
+
+
+@pytest.mark.parametrize("estimator", _non_tabular(), ids=_ids)
+def test_empty_data_is_refused(estimator):
+    with pytest.raises(ValueError, match="no "):
+        clone(estimator).fit([], [])

@@ -1,0 +1,17 @@
+"""Sequence prediction by reward-augmented maximum likelihood (Norouzi et al. 2016)."""
+
+from skpapers.sequence._modules import Seq2Seq
+from skpapers.sequence._payoff import (
+    payoff_distribution,
+    sample_payoff,
+    sample_payoff_batch,
+)
+from skpapers.sequence._rml import RMLSequencePredictor
+
+__all__ = [
+    "RMLSequencePredictor",
+    "Seq2Seq",
+    "payoff_distribution",
+    "sample_payoff",
+    "sample_payoff_batch",
+]

@@ -1,0 +1,593 @@
+"""RMLSequencePredictor: sequence-to-sequence learning by reward-augmented ML."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from skorch.utils import to_tensor
+
+from skpapers.metrics import edit_error_rate
+from skpapers.sequence._modules import PAD, Seq2Seq, beam_search
+from skpapers.sequence._payoff import sample_payoff_batch
+from skpapers.utils import restore_on_error
+from skpapers.utils._torch import (
+    OPTIMIZERS,
+    check_device,
+    check_optimizer,
+    seeded,
+    torch_seed,
+)
+
+# Ids of the vocabularies: 0 pads both; the source has an unknown token and
+# an end marker (so that no source is empty); the target has begin and end.
+UNK, SOURCE_END = 1, 2
+BOS, EOS = 1, 2
+_FIRST_TOKEN = 3
+_PREDICT_BATCH = 256
+
+
+class Vocabulary:
+    """Tokens to ids from ``_FIRST_TOKEN`` on, in order of first appearance."""
+
+    def __init__(self, sequences):
+        self.tokens = list(dict.fromkeys(token for s in sequences for token in s))
+        self.index = {token: i + _FIRST_TOKEN for i, token in enumerate(self.tokens)}
+
+    def __len__(self):
+        return len(self.tokens) + _FIRST_TOKEN
+
+    def encode(self, sequence, *, unknown=None):
+        return [self.index.get(token, unknown) for token in sequence]
+
+    def decode(self, ids):
+        return [self.tokens[i - _FIRST_TOKEN] for i in ids]
+
+
+def _padded(sequences):
+    """Pad lists of ids with ``PAD`` into an int64 array; return it and lengths."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    array = np.full((len(sequences), max(lengths.max(initial=0), 1)), PAD, np.int64)
+    for row, sequence in enumerate(sequences):
+        array[row, : len(sequence)] = sequence
+    return array, lengths
+
+
+class RMLNet(NeuralNet):
+    """A skorch net whose training step sees payoff samples, not the targets.
+
+    ``X`` is a dict of ``source``, ``source_lengths``, ``target`` and
+    ``target_lengths`` arrays. Each training step replaces every target by
+    ``n_samples`` draws from the exponentiated payoff distribution around it
+    (:func:`~skpapers.sequence.sample_payoff_batch`); with ``tau=0`` the
+    draws are the targets and the step is plain maximum likelihood.
+    Validation scores the targets themselves.
+    """
+
+    def __init__(
+        self, *args, tau=0.0, reward="edit", n_samples=1, n_target_tokens=None, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.tau, self.reward, self.n_samples = tau, reward, n_samples
+        self.n_target_tokens = n_target_tokens
+
+    def augment(self, source, source_lengths, target, target_lengths):
+        """The batch with each target replaced by its payoff samples."""
+        if self.n_samples > 1:
+            rows = torch.arange(len(target), device=target.device)
+            rows = rows.repeat_interleave(self.n_samples)
+            source, source_lengths = source[rows], source_lengths[rows]
+            target, target_lengths = target[rows], target_lengths[rows]
+        if self.tau > 0:
+            target, target_lengths = sample_payoff_batch(
+                target,
+                target_lengths,
+                low=_FIRST_TOKEN,
+                high=self.n_target_tokens,
+                tau=self.tau,
+                reward=self.reward,
+            )
+        return source, source_lengths, target, target_lengths
+
+    def _loss(self, batch, *, training):
+        X = to_tensor(batch[0], device=self.device)
+        parts = X["source"], X["source_lengths"], X["target"], X["target_lengths"]
+        if training:
+            parts = self.augment(*parts)
+        source, source_lengths, target, target_lengths = parts
+        decoder_input, gold = _teacher_forcing(target, target_lengths)
+        logits = self.module_(source, source_lengths, decoder_input)
+        loss = self.criterion_(logits.flatten(0, 1), gold.flatten())
+        return loss, logits
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        loss, logits = self._loss(batch, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": logits}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        with torch.no_grad():
+            loss, logits = self._loss(batch, training=False)
+        return {"loss": loss, "y_pred": logits}
+
+
+def _teacher_forcing(target, lengths):
+    """``[BOS] + y`` as the decoder's input and ``y + [EOS]`` as its gold."""
+    batch = target.shape[0]
+    width = int(lengths.max()) + 1 if batch else 1
+    positions = torch.arange(width, device=target.device)
+    inside = positions[None, :] < lengths[:, None]
+    body = torch.full((batch, width), PAD, dtype=target.dtype, device=target.device)
+    body[:, : min(width, target.shape[1])] = target[:, :width]
+    body = body.masked_fill(~inside, PAD)
+    gold = body.clone()
+    gold[torch.arange(batch, device=target.device), lengths] = EOS
+    bos = torch.full((batch, 1), BOS, dtype=target.dtype, device=target.device)
+    decoder_input = torch.cat([bos, body[:, :-1]], dim=1)
+    return decoder_input, gold
+
+
+class ValidationError(Callback):
+    """Adds ``valid_error``, the edit error rate of greedy decoding, per epoch."""
+
+    def __init__(self, source, source_lengths, references, max_length):
+        self.source, self.source_lengths = source, source_lengths
+        self.references, self.max_length = references, max_length
+
+    def on_epoch_end(self, net, **kwargs):
+        predicted = _decode(
+            net.module_,
+            self.source,
+            self.source_lengths,
+            device=net.device,
+            beam_size=1,
+            max_length=self.max_length,
+        )
+        net.history.record("valid_error", edit_error_rate(self.references, predicted))
+
+
+def _decode(module, source, source_lengths, *, device, beam_size, max_length):
+    """Decoded id lists for padded ``source``, in batches, in eval mode."""
+    was_training = module.training
+    module.eval()
+    results = []
+    try:
+        for start in range(0, len(source), _PREDICT_BATCH):
+            stop = start + _PREDICT_BATCH
+            lengths = source_lengths[start:stop]
+            chunk = source[start:stop, : max(int(lengths.max()), 1)]
+            results += beam_search(
+                module,
+                torch.as_tensor(chunk, device=device),
+                torch.as_tensor(lengths, device=device),
+                beam_size=beam_size,
+                max_length=max_length,
+                bos=BOS,
+                eos=EOS,
+            )
+    finally:
+        module.train(was_training)
+    return results
+
+
+class RMLSequencePredictor(BaseEstimator):
+    """Sequence-to-sequence predictor trained by reward-augmented ML.
+
+    An attention encoder-decoder (:class:`~skpapers.sequence.Seq2Seq`)
+    mapping input sequences to output sequences, trained as Norouzi et al.
+    (2016) propose: at every step each target ``y*`` is replaced by a sample
+    from the exponentiated payoff distribution
+    ``q(y | y*; tau) ∝ exp(-d(y, y*) / tau)`` around it, with ``d`` the edit
+    or Hamming distance (see :func:`~skpapers.sequence.payoff_distribution`
+    for its exact form). ``tau=0`` is maximum likelihood. Predictions are
+    decoded by batched beam search.
+
+    Parameters
+    ----------
+    tau : float, default=0.9
+        Temperature of the payoff distribution; 0 trains on the targets
+        themselves (maximum likelihood).
+
+    reward : {"edit", "hamming"}, default="edit"
+        Distance the payoff is the negative of: Levenshtein (insertions,
+        deletions and substitutions) or Hamming (substitutions only).
+
+    n_samples : int, default=1
+        Payoff samples per target and step.
+
+    embedding_dim : int, default=64
+        Size of the token embeddings.
+
+    hidden_size : int, default=128
+        Units of each recurrent layer.
+
+    num_layers : int, default=1
+        Recurrent layers of the encoder and of the decoder.
+
+    cell : {"gru", "lstm"}, default="gru"
+        Recurrent cell.
+
+    dropout : float, default=0.0
+        Dropout on embeddings, between layers and before the output layer.
+
+    beam_size : int, default=1
+        Hypotheses kept in decoding; 1 is greedy.
+
+    max_output_length : int or None, default=None
+        Most tokens predicted per sequence. ``None``: twice the longest
+        training output plus 5.
+
+    optimizer : {"sgd", "adam"} or torch optimizer class, default="adam"
+        Optimiser; a class is called with the parameters and ``lr``.
+
+    lr : float, default=1e-3
+        Learning rate.
+
+    batch_size : int, default=64
+        Sequence pairs per mini-batch.
+
+    max_epochs : int, default=20
+        Passes over the training data.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the pairs, record their greedy
+        edit error rate each epoch as ``valid_error``, stop when it has not
+        improved for ``n_iter_no_change`` epochs and keep the best epoch's
+        weights.
+
+    validation_fraction : float, default=0.1
+        Share of the pairs held out by ``early_stopping``.
+
+    n_iter_no_change : int, default=5
+        Epochs without improvement before stopping.
+
+    device : str, default="cpu"
+        Torch device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the shuffling, the payoff samples and the
+        validation split; torch's global random state is left as it was.
+
+    verbose : int, default=0
+        ``1`` prints the losses (and ``valid_error``) per epoch; ``2`` adds a
+        progress bar per epoch.
+
+    Attributes
+    ----------
+    net_ : RMLNet
+        The fitted skorch net; ``net_.module_`` is the model.
+
+    history_ : skorch.History
+        Per epoch ``train_loss`` and, with ``early_stopping``,
+        ``valid_loss`` and ``valid_error``.
+
+    n_iter_ : int
+        Epochs trained.
+
+    max_output_length_ : int
+        The output length bound used by :meth:`predict`.
+
+    References
+    ----------
+    Norouzi, M., Bengio, S., Chen, Z., Jaitly, N., Schuster, M., Wu, Y. and
+    Schuurmans, D. (2016). Reward augmented maximum likelihood for neural
+    structured prediction. NIPS.
+
+    Examples
+    --------
+    >>> from skpapers.sequence import RMLSequencePredictor
+    >>> words = ["abc", "bca", "cab", "aab", "bba", "ccb"] * 20
+    >>> model = RMLSequencePredictor(tau=0.5, max_epochs=30, random_state=0)
+    >>> model.fit(words, [w[::-1] for w in words]).predict(["abc", "cab"])
+    ['cba', 'bac']
+    """
+
+    _parameter_constraints: dict = {
+        "tau": [Interval(Real, 0, None, closed="left")],
+        "reward": [StrOptions({"edit", "hamming"})],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "num_layers": [Interval(Integral, 1, None, closed="left")],
+        "cell": [StrOptions({"gru", "lstm"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "beam_size": [Interval(Integral, 1, None, closed="left")],
+        "max_output_length": [Interval(Integral, 1, None, closed="left"), None],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        tau=0.9,
+        reward="edit",
+        n_samples=1,
+        embedding_dim=64,
+        hidden_size=128,
+        num_layers=1,
+        cell="gru",
+        dropout=0.0,
+        beam_size=1,
+        max_output_length=None,
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=64,
+        max_epochs=20,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.tau = tau
+        self.reward = reward
+        self.n_samples = n_samples
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.cell = cell
+        self.dropout = dropout
+        self.beam_size = beam_size
+        self.max_output_length = max_output_length
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Learn to map each sequence of ``X`` to its sequence in ``y``.
+
+        Parameters
+        ----------
+        X : list of str or of token sequences
+            Input sequences; a string is a sequence of characters.
+        y : list of str or of token sequences
+            Output sequences, one per input; :meth:`predict` returns the
+            same kind (strings if every ``y`` is a string).
+
+        Returns
+        -------
+        self : RMLSequencePredictor
+            The fitted predictor.
+        """
+        with restore_on_error(self):
+            optimizer = check_optimizer(self.optimizer)
+            device = str(check_device(self.device))
+            X, y = _check_sequences(X, "X"), _check_sequences(y, "y")
+            if len(X) != len(y):
+                raise ValueError(
+                    f"X and y hold {len(X)} and {len(y)} sequences; they must "
+                    "hold the same number."
+                )
+            seed = torch_seed(self.random_state)
+            self.source_vocabulary_ = Vocabulary(X)
+            self.target_vocabulary_ = Vocabulary(y)
+            if self.tau > 0 and len(self.target_vocabulary_.tokens) < 2:
+                raise ValueError(
+                    f"tau={self.tau} samples other output sequences, which needs at "
+                    "least 2 distinct output tokens; y has "
+                    f"{len(self.target_vocabulary_.tokens)}. Use tau=0 for such data."
+                )
+            self.output_type_ = str if all(isinstance(s, str) for s in y) else list
+            longest = max(len(s) for s in y)
+            self.max_output_length_ = self.max_output_length or 2 * longest + 5
+            data = self._encode(X, y)
+            train, valid = _split(
+                data, self.early_stopping, self.validation_fraction, seed
+            )
+            net = self._build_net(optimizer, device, valid, seed)
+            with seeded(seed, device):
+                net.fit(train, None)
+            self.net_, self.history_ = net, net.history
+            self.n_iter_ = len(net.history)
+        return self
+
+    def _encode_sources(self, X):
+        """Padded source ids, each source ending in its end marker."""
+        return _padded(
+            [[*self.source_vocabulary_.encode(s, unknown=UNK), SOURCE_END] for s in X]
+        )
+
+    def _encode(self, X, y):
+        source, source_lengths = self._encode_sources(X)
+        target, target_lengths = _padded([self.target_vocabulary_.encode(s) for s in y])
+        references = [list(s) for s in y]
+        return {
+            "source": source,
+            "source_lengths": source_lengths,
+            "target": target,
+            "target_lengths": target_lengths,
+            "references": references,
+        }
+
+    def _build_net(self, optimizer, device, valid, seed):
+        callbacks = [("clip", GradientNormClipping(5.0))]
+        if self.verbose > 1:
+            callbacks.append(("progress_bar", ProgressBar()))
+        train_split = None
+        if valid is not None:
+            train_split = predefined_split(Dataset(_arrays(valid), None))
+            max_length = self.max_output_length_
+            references = [
+                self.target_vocabulary_.encode(s) for s in valid["references"]
+            ]
+            callbacks += [
+                (
+                    "valid_error",
+                    ValidationError(
+                        valid["source"], valid["source_lengths"], references, max_length
+                    ),
+                ),
+                (
+                    "stopping",
+                    EarlyStopping(
+                        monitor="valid_error",
+                        patience=self.n_iter_no_change,
+                        threshold=0.0,
+                        threshold_mode="abs",
+                        load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ),
+                ),
+            ]
+        return RMLNet(
+            Seq2Seq,
+            module__n_source_tokens=len(self.source_vocabulary_),
+            module__n_target_tokens=len(self.target_vocabulary_),
+            module__embedding_dim=self.embedding_dim,
+            module__hidden_size=self.hidden_size,
+            module__num_layers=self.num_layers,
+            module__cell=self.cell,
+            module__dropout=self.dropout,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__ignore_index=PAD,
+            optimizer=optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=device,
+            verbose=int(self.verbose > 0),
+            tau=self.tau,
+            reward=self.reward,
+            n_samples=self.n_samples,
+            n_target_tokens=len(self.target_vocabulary_),
+        )
+
+    def predict(self, X):
+        """Most probable output sequence of each input, by beam search.
+
+        Parameters
+        ----------
+        X : list of str or of token sequences
+            Input sequences; tokens not seen in fit are unknown tokens.
+
+        Returns
+        -------
+        list of str or of lists
+            One output per input, of the kind ``y`` was in fit.
+        """
+        check_is_fitted(self)
+        X = _check_sequences(X, "X", allow_empty_list=True)
+        if not X:
+            return []
+        source, source_lengths = self._encode_sources(X)
+        ids = _decode(
+            self.net_.module_,
+            source,
+            source_lengths,
+            device=self.net_.device,
+            beam_size=self.beam_size,
+            max_length=self.max_output_length_,
+        )
+        outputs = [self.target_vocabulary_.decode(row) for row in ids]
+        if self.output_type_ is str:
+            return ["".join(map(str, tokens)) for tokens in outputs]
+        return outputs
+
+    def score(self, X, y):
+        """``1 - edit_error_rate(y, predict(X))``: higher is better.
+
+        Parameters
+        ----------
+        X : list of str or of token sequences
+            Input sequences.
+        y : list of str or of token sequences
+            Their reference outputs.
+
+        Returns
+        -------
+        float
+            1 for perfect predictions; may fall below 0.
+        """
+        y = _check_sequences(y, "y")
+        return 1.0 - edit_error_rate([list(s) for s in y], self.predict(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        tags.target_tags.one_d_labels = False
+        return tags
+
+
+def _arrays(data):
+    return {key: value for key, value in data.items() if key != "references"}
+
+
+def _split(data, early_stopping, fraction, seed):
+    """Training data and, with ``early_stopping``, held-out validation data."""
+    n_pairs = len(data["source"])
+    if not early_stopping:
+        return Dataset(_arrays(data), None), None
+    n_valid = int(np.ceil(fraction * n_pairs))
+    if n_valid >= n_pairs:
+        raise ValueError(
+            f"early_stopping holds out validation_fraction={fraction} of {n_pairs} "
+            "pairs, which leaves none to train on; use more data or "
+            "early_stopping=False."
+        )
+    order = check_random_state(seed).permutation(n_pairs)
+    parts = []
+    for rows in (order[n_valid:], order[:n_valid]):
+        part = {key: value[rows] for key, value in _arrays(data).items()}
+        part["references"] = [data["references"][i] for i in rows]
+        parts.append(part)
+    return Dataset(_arrays(parts[0]), None), parts[1]
+
+
+def _check_sequences(sequences, name, *, allow_empty_list=False):
+    """A list of sequences (strings or token lists), or a clear error."""
+    if isinstance(sequences, str) or not hasattr(sequences, "__len__"):
+        raise TypeError(
+            f"{name} must be a list of sequences (strings or lists of tokens); "
+            f"got {type(sequences).__name__}."
+        )
+    sequences = list(sequences)
+    if not sequences and not allow_empty_list:
+        raise ValueError(f"{name} holds no sequences: at least one is needed.")
+    for i, sequence in enumerate(sequences):
+        if isinstance(sequence, str):
+            continue
+        if not isinstance(sequence, (list, tuple, np.ndarray)):
+            raise TypeError(
+                f"{name}[{i}] is a {type(sequence).__name__}; each element of {name} "
+                "must be a string or a list of tokens."
+            )
+        for token in sequence:
+            if isinstance(token, float) and np.isnan(token):
+                raise ValueError(f"{name}[{i}] holds NaN, which is not a token.")
+    return sequences
+
+
+def _silent(*args, **kwargs):
+    """A sink that prints nothing."""

@@ -1,0 +1,255 @@
+"""Tests for RMLSequencePredictor: RML's claims, decoding, contracts."""
+
+import io
+import pickle
+from contextlib import redirect_stdout
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skpapers.metrics import edit_error_rate
+from skpapers.sequence import RMLSequencePredictor
+from skpapers.sequence._modules import Seq2Seq, beam_search
+from skpapers.sequence._rml import BOS, EOS, RMLNet, _teacher_forcing
+
+SMALL = dict(embedding_dim=16, hidden_size=32, batch_size=32, random_state=0)
+
+
+def _words(n=120, seed=0):
+    rng = np.random.RandomState(seed)
+    return ["".join(rng.choice(list("abcd"), rng.randint(1, 5))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def reversal():
+    X = _words()
+    return X, [word[::-1] for word in X]
+
+
+@pytest.fixture(scope="module")
+def fitted(reversal):
+    X, y = reversal
+    return RMLSequencePredictor(**SMALL, tau=0.5, max_epochs=40, lr=1e-2).fit(X, y)
+
+
+def test_learns_to_reverse_words(fitted, reversal):
+    X, y = reversal
+    assert fitted.score(X, y) > 0.9
+    assert fitted.predict(["abcd", "dcb"]) == ["dcba", "bcd"]
+
+
+def test_tau_zero_is_maximum_likelihood_bit_for_bit(reversal, monkeypatch):
+    X, y = reversal
+    rml = RMLSequencePredictor(**SMALL, tau=0.0, max_epochs=3).fit(X, y)
+    # The same fit with the augmentation step removed altogether.
+    monkeypatch.setattr(RMLNet, "augment", lambda self, *parts: parts)
+    ml = RMLSequencePredictor(**SMALL, tau=0.0, max_epochs=3).fit(X, y)
+    assert rml.history_[:, "train_loss"] == ml.history_[:, "train_loss"]
+    for a, b in zip(
+        rml.net_.module_.parameters(), ml.net_.module_.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_positive_tau_trains_on_other_targets(reversal, monkeypatch):
+    X, y = reversal
+    seen = []
+    augment = RMLNet.augment
+
+    def recording(self, *parts):
+        out = augment(self, *parts)
+        seen.append((parts[2], parts[3], out[2], out[3]))
+        return out
+
+    monkeypatch.setattr(RMLNet, "augment", recording)
+    RMLSequencePredictor(**SMALL, tau=1.0, n_samples=2, max_epochs=1).fit(X, y)
+    changed = total = 0
+    for target, lengths, sampled, sampled_lengths in seen:
+        assert len(sampled) == 2 * len(target)  # n_samples rows per target
+        for row in range(len(sampled)):
+            original = target[row // 2, : lengths[row // 2]].tolist()
+            new = sampled[row, : sampled_lengths[row]].tolist()
+            changed += original != new
+            total += 1
+    assert 0.2 < changed / total < 1.0
+
+
+def test_token_lists_come_back_as_token_lists():
+    X = [["k", "ae", "t"], ["d", "ao", "g"], ["k", "ae", "b"]] * 20
+    y = [[3, 1], [4, 1], [3, 2]] * 20
+    model = RMLSequencePredictor(**SMALL, tau=0.0, max_epochs=40, lr=1e-2).fit(X, y)
+    assert model.predict([["d", "ao", "g"]]) == [[4, 1]]
+    assert model.score(X, y) == 1.0
+
+
+def test_unseen_tokens_and_empty_sequences(reversal):
+    X, y = reversal
+    model = RMLSequencePredictor(**SMALL, max_epochs=2).fit([*X, ""], [*y, ""])
+    predictions = model.predict(["xyz", "", "ab"])
+    assert len(predictions) == 3 and all(isinstance(p, str) for p in predictions)
+    assert model.predict([]) == []
+
+
+def test_batched_beam_search_matches_one_by_one_and_beats_greedy(fitted, reversal):
+    X, _ = reversal
+    module = fitted.net_.module_.eval()
+    sources = [
+        [*fitted.source_vocabulary_.encode(word, unknown=1), 2] for word in X[:12]
+    ]
+
+    def decode(rows, beam_size):
+        width = max(len(s) for s in rows)
+        source = torch.tensor([s + [0] * (width - len(s)) for s in rows])
+        lengths = torch.tensor([len(s) for s in rows])
+        return beam_search(
+            module,
+            source,
+            lengths,
+            beam_size=beam_size,
+            max_length=10,
+            bos=BOS,
+            eos=EOS,
+        )
+
+    for beam_size in (1, 3):
+        batched = decode(sources, beam_size)
+        assert batched == [decode([s], beam_size)[0] for s in sources]
+    greedy, beam = decode(sources, 1), decode(sources, 4)
+    for source, g, b in zip(sources, greedy, beam, strict=True):
+        assert _log_prob(module, source, b) >= _log_prob(module, source, g) - 1e-5
+
+
+def _log_prob(module, source, target):
+    target_t = torch.tensor([target])
+    decoder_input, gold = _teacher_forcing(target_t, torch.tensor([len(target)]))
+    with torch.no_grad():
+        logits = module(
+            torch.tensor([source]), torch.tensor([len(source)]), decoder_input
+        )
+    log_probs = torch.log_softmax(logits, -1)[0]
+    return float(log_probs[torch.arange(len(target) + 1), gold[0]].sum())
+
+
+def test_greedy_decoding_follows_the_most_probable_token(fitted):
+    module = fitted.net_.module_.eval()
+    source = [*fitted.source_vocabulary_.encode("abc", unknown=1), 2]
+    (decoded,) = beam_search(
+        module,
+        torch.tensor([source]),
+        torch.tensor([len(source)]),
+        beam_size=1,
+        max_length=10,
+        bos=BOS,
+        eos=EOS,
+    )
+    prefix = [BOS]
+    with torch.no_grad():
+        for _ in range(10):
+            logits = module(
+                torch.tensor([source]),
+                torch.tensor([len(source)]),
+                torch.tensor([prefix]),
+            )
+            logits[0, -1, [0, BOS]] = float("-inf")
+            token = int(logits[0, -1].argmax())
+            if token == EOS:
+                break
+            prefix.append(token)
+    assert decoded == prefix[1:]
+
+
+def test_random_state_makes_fits_identical_and_leaves_torch_alone(reversal):
+    X, y = reversal
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    first = RMLSequencePredictor(**SMALL, max_epochs=2).fit(X, y)
+    assert torch.equal(torch.rand(2), expected)
+    second = RMLSequencePredictor(**SMALL, max_epochs=2).fit(X, y)
+    assert first.history_[:, "train_loss"] == second.history_[:, "train_loss"]
+    assert first.predict(X) == second.predict(X)
+
+
+def test_joblib_round_trip(fitted, reversal, tmp_path):
+    X, _ = reversal
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    assert joblib.load(tmp_path / "model.joblib").predict(X) == fitted.predict(X)
+
+
+def test_grid_search_over_tau_needs_no_scorer(reversal):
+    X, y = reversal
+    search = GridSearchCV(
+        RMLSequencePredictor(**SMALL, max_epochs=2), {"tau": [0.0, 0.8]}, cv=2
+    ).fit(X, y)
+    assert set(search.cv_results_["param_tau"]) == {0.0, 0.8}
+    assert np.all(search.cv_results_["mean_test_score"] <= 1.0)
+
+
+def test_last_step_of_a_pipeline(reversal):
+    X, y = reversal
+    lower = FunctionTransformer(lambda words: [w.lower() for w in words])
+    pipe = make_pipeline(lower, RMLSequencePredictor(**SMALL, max_epochs=2))
+    pipe.fit([w.upper() for w in X], y)
+    assert len(pipe.predict(["ABC"])) == 1
+
+
+def test_early_stopping_records_the_validation_error(reversal):
+    X, y = reversal
+    model = RMLSequencePredictor(
+        **SMALL,
+        tau=0.5,
+        max_epochs=60,
+        lr=1e-2,
+        early_stopping=True,
+        n_iter_no_change=5,
+    ).fit(X, y)
+    errors = model.history_[:, "valid_error"]
+    assert len(errors) == model.n_iter_ < 60
+    assert min(errors) < 0.5
+    assert model.n_iter_ == int(np.argmin(errors)) + 1 + 5
+
+
+def test_verbose_prints_the_epochs(reversal):
+    X, y = reversal
+    out = io.StringIO()
+    with redirect_stdout(out):
+        RMLSequencePredictor(**SMALL, max_epochs=2, verbose=1).fit(X, y)
+    assert "train_loss" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "X, y, error, message",
+    [
+        ("abc", ["a"], TypeError, "must be a list of sequences"),
+        (["ab", "c"], ["a"], ValueError, "hold 2 and 1 sequences"),
+        ([], [], ValueError, "holds no sequences"),
+        ([1.5, 2.5], ["a", "b"], TypeError, "must be a string or a list of tokens"),
+        ([["a", np.nan]], ["a"], ValueError, "holds NaN"),
+        (["ab", "c"], ["x", "xx"], ValueError, "at least 2 distinct output tokens"),
+    ],
+)
+def test_bad_input_is_refused_and_the_old_model_kept(fitted, X, y, error, message):
+    model = pickle.loads(pickle.dumps(fitted))
+    before = model.predict(["abc"])
+    with pytest.raises(error, match=message):
+        model.fit(X, y)
+    assert model.predict(["abc"]) == before
+
+
+def test_edit_error_rate_on_tokens():
+    assert edit_error_rate([["AH", "B"], ["K"]], [["AH"], ["K", "S"]]) == 2 / 3
+    assert edit_error_rate(["abc"], ["abc"]) == 0.0
+    with pytest.raises(ValueError, match="same number"):
+        edit_error_rate(["a"], [])
+
+
+def test_modules_shapes():
+    module = Seq2Seq(7, 9, embedding_dim=4, hidden_size=5, num_layers=2, cell="lstm")
+    source = torch.tensor([[3, 4, 2], [5, 2, 0]])
+    logits = module(source, torch.tensor([3, 2]), torch.tensor([[1, 3], [1, 0]]))
+    assert logits.shape == (2, 2, 9)
