@@ -1,7 +1,17 @@
-"""Instance segmentation: Mask R-CNN (He et al. 2017) on torchvision.
+"""Instance segmentation: Mask R-CNN (He et al. 2017) on torchvision."""
 
-The model's parts are here; the ``MaskRCNNSegmenter`` estimator is being
-built on them.
-"""
+from skpapers.segmentation._maskrcnn import MaskRCNNSegmenter
+from skpapers.segmentation._model import (
+    MaskPredictor,
+    MultiScaleRoIOp,
+    build_maskrcnn,
+    roi_warp,
+)
 
-__all__ = []
+__all__ = [
+    "MaskPredictor",
+    "MaskRCNNSegmenter",
+    "MultiScaleRoIOp",
+    "build_maskrcnn",
+    "roi_warp",
+]

@@ -24,7 +24,7 @@ def all_estimators():
     --------
     >>> from skpapers.utils import all_estimators
     >>> [name for name, _ in all_estimators()]
-    ['BatchNormMLPClassifier', 'NMF', 'RMLSequencePredictor']
+    ['BatchNormMLPClassifier', 'MaskRCNNSegmenter', 'NMF', 'RMLSequencePredictor']
     """
     import skpapers
 

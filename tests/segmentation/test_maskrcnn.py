@@ -1,0 +1,190 @@
+"""MaskRCNNSegmenter: steps, predictions, contracts (convergence: benchmarks)."""
+
+import io
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skpapers.datasets import SHAPE_NAMES, make_shapes
+from skpapers.segmentation import MaskRCNNSegmenter
+from skpapers.segmentation._maskrcnn import _load_weights
+
+pytest.importorskip("pycocotools")
+
+FAST = dict(max_epochs=1, batch_size=3, image_size=48, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(6, image_size=48, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(shapes):
+    X, y = shapes
+    return MaskRCNNSegmenter(**FAST, score_threshold=0.0).fit(X, y)
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for left, right in zip(a, b, strict=True):
+        assert left.keys() == right.keys()
+        for key in left:
+            np.testing.assert_array_equal(left[key], right[key])
+
+
+def test_fit_records_the_losses_and_predict_returns_instances(fitted, shapes):
+    X, _ = shapes
+    assert fitted.n_iter_ == len(fitted.history_) == 1
+    assert set(fitted.history_[0]) >= {"loss", "loss_mask", "loss_classifier"}
+    assert np.isfinite(fitted.history_[0]["loss"])
+    assert list(fitted.classes_) == [1, 2, 3]
+    predictions = fitted.predict(X[:2])
+    assert len(predictions) == 2
+    for p in predictions:
+        k = len(p["scores"])
+        assert p["masks"].shape == (k, 48, 48) and p["masks"].dtype == bool
+        assert p["boxes"].shape == (k, 4)
+        assert set(p["labels"].tolist()) <= {1, 2, 3}
+        assert np.all(np.diff(p["scores"]) <= 0)
+
+
+def test_class_names_images_of_other_sizes_grayscale_and_float(shapes):
+    X, y = shapes
+    named = [{**t, "labels": [SHAPE_NAMES[label] for label in t["labels"]]} for t in y]
+    images = [X[0], X[1].mean(axis=2).astype(np.uint8), X[2] / 255.0]
+    small, small_y = make_shapes(1, image_size=32, random_state=1)
+    images.append(small[0])
+    targets = [
+        *named[:3],
+        {**small_y[0], "labels": ["circle"] * len(small_y[0]["labels"])},
+    ]
+    model = MaskRCNNSegmenter(**FAST, score_threshold=0.0).fit(images, targets)
+    assert list(model.classes_) == ["circle", "square", "triangle"]
+    predictions = model.predict(images)
+    assert [p["masks"].shape[1:] for p in predictions] == [(48, 48)] * 3 + [(32, 32)]
+    assert all(set(p["labels"].tolist()) <= set(model.classes_) for p in predictions)
+
+
+def test_an_image_with_no_instance_is_background(shapes):
+    X, y = shapes
+    empty = {"masks": np.zeros((0, 48, 48), bool), "labels": np.zeros(0, int)}
+    model = MaskRCNNSegmenter(**FAST).fit(np.concatenate([X, X[:1] * 0]), [*y, empty])
+    assert np.isfinite(model.history_[0]["loss"])
+
+
+def test_random_state_makes_fits_identical(shapes, fitted):
+    X, y = shapes
+    again = MaskRCNNSegmenter(**FAST, score_threshold=0.0).fit(X, y)
+    assert again.history_ == fitted.history_
+    _same(again.predict(X), fitted.predict(X))
+
+
+def test_joblib_round_trip_and_score(fitted, shapes, tmp_path):
+    X, y = shapes
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    _same(loaded.predict(X), fitted.predict(X))
+    assert 0.0 <= loaded.score(X, y) == fitted.score(X, y) <= 1.0
+
+
+def test_pipeline_and_grid_search_over_the_roi_op(shapes):
+    X, y = shapes
+    to_float = FunctionTransformer(lambda images: images / 255.0)
+    pipe = make_pipeline(to_float, MaskRCNNSegmenter(**FAST)).fit(X, y)
+    assert len(pipe.predict(X[:1])) == 1
+    search = GridSearchCV(
+        MaskRCNNSegmenter(**FAST), {"roi_op": ["align", "pool"]}, cv=2
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == 2 and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_weights_load_from_a_local_state_dict(fitted, tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(fitted.model_.state_dict(), path)
+    model = MaskRCNNSegmenter(**FAST)._build_model(3)
+    _load_weights(model, path)
+    for mine, theirs in zip(
+        model.state_dict().values(), fitted.model_.state_dict().values(), strict=True
+    ):
+        assert torch.equal(mine, theirs)
+    with pytest.raises(ValueError, match="is not a file"):
+        _load_weights(model, tmp_path / "missing.pt")
+    torch.save({"fc.weight": torch.zeros(2)}, tmp_path / "resnet.pt")
+    with pytest.raises(ValueError, match="needs backbone='resnet50_fpn'"):
+        _load_weights(model, tmp_path / "resnet.pt")
+
+
+def _with(y, i, **changes):
+    return [({**t, **changes} if j == i else t) for j, t in enumerate(y)]
+
+
+@pytest.mark.parametrize(
+    "case, error, message",
+    [
+        ("no images", ValueError, "X holds no images"),
+        ("empty image", ValueError, r"X\[0\] is empty"),
+        ("nan", ValueError, "NaN or infinity"),
+        ("float out of range", ValueError, "must lie in"),
+        ("mask size", ValueError, "each mask must match its image"),
+        ("empty mask", ValueError, "every instance needs"),
+        ("degenerate box", ValueError, "is degenerate"),
+        ("fewer targets", ValueError, "6 images but y 5 targets"),
+        ("no instance at all", ValueError, "holds no instance at all"),
+        ("a dict", TypeError, "must be a list of dicts"),
+    ],
+)
+def test_bad_input_is_refused_and_the_old_model_kept(
+    fitted, shapes, case, error, message
+):
+    X, y = shapes
+    X_bad, y_bad = X, y
+    if case == "no images":
+        X_bad, y_bad = X[:0], []
+    elif case == "empty image":
+        X_bad, y_bad = [np.zeros((0, 5, 3), np.uint8)], [y[0]]
+    elif case == "nan":
+        X_bad = X / 255.0
+        X_bad[0, 0, 0, 0] = np.nan
+    elif case == "float out of range":
+        X_bad = X * 1.0
+    elif case == "mask size":
+        y_bad = _with(y, 1, masks=y[1]["masks"][:, :40])
+    elif case == "empty mask":
+        y_bad = _with(y, 2, masks=np.zeros_like(y[2]["masks"]))
+    elif case == "degenerate box":
+        boxes = y[0]["boxes"].copy()
+        boxes[0, 2] = boxes[0, 0]
+        y_bad = _with(y, 0, boxes=boxes)
+    elif case == "fewer targets":
+        y_bad = y[:5]
+    elif case == "no instance at all":
+        none = {"masks": np.zeros((0, 48, 48), bool), "labels": []}
+        y_bad = [none] * len(X)
+    elif case == "a dict":
+        y_bad = y[0]
+    model = joblib.load(_dumped(fitted))
+    before = model.predict(X[:1])
+    with pytest.raises(error, match=message):
+        model.fit(X_bad, y_bad)
+    _same(model.predict(X[:1]), before)
+
+
+def _dumped(model):
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(shapes):
+    X, y = shapes
+    with pytest.raises(ValueError, match="finds no CUDA GPU"):
+        MaskRCNNSegmenter(**FAST, device="cuda").fit(X, y)
