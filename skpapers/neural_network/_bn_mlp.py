@@ -474,9 +474,11 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _stopped_early(self, net):
-        return len(net.history) < self.max_epochs
+        stopping = dict(net.callbacks_)["stopping"]
+        return stopping.misses_ >= stopping.patience
 
     def _set_fitted(self, net, classes):
+        net.module_.eval()  # as predictions use it: running statistics
         self.net_ = net
         self.classes_ = classes
         self.history_ = net.history

@@ -90,7 +90,8 @@ def test_a_batch_of_one_sample_is_normalised_by_the_running_statistics():
 def test_fold_batchnorm_changes_no_prediction(data):
     X, y = data
     clf = BatchNormMLPClassifier(**FAST).fit(X, y)
-    module = clf.net_.module_.eval()
+    module = clf.net_.module_
+    assert not module.training  # left as predictions use it
     X32 = torch.as_tensor(X, dtype=torch.float32)
     with torch.no_grad():
         unfolded = torch.softmax(module(X32), dim=1).numpy()
