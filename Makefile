@@ -27,6 +27,7 @@ docs: $(VENV)/.installed-docs
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_nmf.py
+	$(BIN)/python benchmarks/bench_bn.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
