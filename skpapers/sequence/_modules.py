@@ -121,7 +121,8 @@ def beam_search(module, source, source_lengths, *, beam_size, max_length, bos, e
     Every source keeps ``beam_size`` hypotheses; each step extends all of
     them at once and keeps, per source, the ``beam_size`` best by summed
     log-probability (no length normalisation). A hypothesis that emits
-    ``eos`` is finished and keeps its score. ``beam_size=1`` is greedy
+    ``eos`` is finished and keeps its score; a source whose best hypothesis
+    is finished is decided and leaves the batch. ``beam_size=1`` is greedy
     decoding.
 
     Parameters
@@ -152,8 +153,10 @@ def beam_search(module, source, source_lengths, *, beam_size, max_length, bos, e
     scores[:, 1:] = float("-inf")  # all beams start equal: keep one
     tokens = torch.full((batch * width, 1), bos, device=source.device)
     finished = torch.zeros(batch * width, dtype=torch.bool, device=source.device)
-    offsets = torch.arange(batch, device=source.device)[:, None] * width
-    for _ in range(max_length + 1):
+    words = torch.arange(batch, device=source.device)  # source of each row block
+    results = [None] * batch
+    for step in range(max_length + 1):
+        n_words = len(words)
         logits, state = module.decode(tokens[:, -1:], state, memory, mask)
         log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
         log_probs[:, [PAD, bos]] = float("-inf")
@@ -161,18 +164,34 @@ def beam_search(module, source, source_lengths, *, beam_size, max_length, bos, e
         log_probs[finished] = float("-inf")
         log_probs[finished, PAD] = 0.0
         n_tokens = log_probs.shape[1]
-        total = (scores.view(-1, 1) + log_probs).view(batch, width * n_tokens)
-        scores, best = total.topk(width, dim=1)
+        total = (scores.view(-1, 1) + log_probs).view(n_words, width * n_tokens)
+        scores, best = total.topk(width, dim=1)  # sorted: column 0 leads
+        offsets = torch.arange(n_words, device=source.device)[:, None] * width
         parents = (best // n_tokens + offsets).view(-1)
         chosen = (best % n_tokens).view(-1, 1)
         tokens = torch.cat([tokens[parents], chosen], dim=1)
         finished = finished[parents] | (chosen.view(-1) == eos)
         state = _reorder(state, parents)
-        if finished.all():
-            break
-    winners = scores.argmax(dim=1) + offsets.view(-1)
-    results = []
-    for row in tokens[winners, 1:].tolist():
-        end = row.index(eos) if eos in row else max_length
-        results.append(row[:end])
+        # A word whose best hypothesis has ended is decided: later steps only
+        # add log-probabilities <= 0 to the others. Its rows leave the batch.
+        done = finished.view(n_words, width)[:, 0]
+        if step == max_length:
+            done[:] = True
+        if done.any():
+            leaders = tokens.view(n_words, width, -1)[done, 0, 1:]
+            for word, row in zip(words[done].tolist(), leaders.tolist(), strict=True):
+                end = row.index(eos) if eos in row else max_length
+                results[word] = row[:end]
+            if done.all():
+                break
+            keep = (~done).repeat_interleave(width)
+            rows = torch.nonzero(keep).squeeze(1)
+            memory, mask, tokens, finished = (
+                memory[rows],
+                mask[rows],
+                tokens[rows],
+                finished[rows],
+            )
+            state = _reorder(state, rows)
+            scores, words = scores[~done], words[~done]
     return results

@@ -102,6 +102,7 @@ class RMLNet(NeuralNet):
         if training:
             parts = self.augment(*parts)
         source, source_lengths, target, target_lengths = parts
+        source = source[:, : max(int(source_lengths.max()), 1)]  # the batch's own
         decoder_input, gold = _teacher_forcing(target, target_lengths)
         logits = self.module_(source, source_lengths, decoder_input)
         loss = self.criterion_(logits.flatten(0, 1), gold.flatten())
@@ -193,9 +194,12 @@ class RMLSequencePredictor(BaseEstimator):
 
     Parameters
     ----------
-    tau : float, default=0.9
+    tau : float, default=0.7
         Temperature of the payoff distribution; 0 trains on the targets
-        themselves (maximum likelihood).
+        themselves (maximum likelihood). With the edit reward, 0.7 edits
+        about a tenth of a short target's tokens, and did best on CMUdict
+        grapheme-to-phoneme (``skpapers reproduce rml``); at the paper's
+        TIMIT optimum of 0.9 about half are edited.
 
     reward : {"edit", "hamming"}, default="edit"
         Distance the payoff is the negative of: Levenshtein (insertions,
@@ -317,7 +321,7 @@ class RMLSequencePredictor(BaseEstimator):
     def __init__(
         self,
         *,
-        tau=0.9,
+        tau=0.7,
         reward="edit",
         n_samples=1,
         embedding_dim=64,
