@@ -5,10 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 REPORT ?= skpapers-report
+comma := ,
 
 .PHONY: demo test lint format docs bench clean
 
-demo: $(VENV)/.installed-plot
+demo: $(VENV)/.installed-plot-data
 	$(BIN)/skpapers reproduce --quick --out $(REPORT)
 
 test: $(VENV)/.installed-test
@@ -28,12 +29,13 @@ docs: $(VENV)/.installed-docs
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_nmf.py
 	$(BIN)/python benchmarks/bench_bn.py
+	$(BIN)/python benchmarks/bench_rml.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[$*]"
+	$(PIP) install -e ".[$(subst -,$(comma),$*)]"
 	touch $@
 
 clean:

@@ -1,0 +1,529 @@
+"""Time RMLSequencePredictor's training and decoding against plain PyTorch.
+
+Three parts, each printing one table, all on grapheme-to-phoneme pairs of
+``load_cmudict_g2p`` (words drawn with a fixed seed):
+
+- ``train``: target tokens per second of ``RMLSequencePredictor.fit``
+  against a minimal hand-written PyTorch loop training the same
+  :class:`~skpapers.sequence.Seq2Seq` (shuffled permutation, tensor indexing
+  per batch, ``sample_payoff_batch`` called as ``RMLNet.augment`` calls it,
+  teacher forcing, ``CrossEntropyLoss`` ignoring padding, backward, gradient
+  norm clipped at 5, Adam step), at ``tau=0.9`` and at ``tau=0`` (no
+  sampling). Both start from the same seed, see the same batches in the same
+  order and draw the same samples, so they end on the same training loss: the
+  time between them is overhead. Target: the estimator at most 1.2 times the
+  plain loop.
+- ``sampling``: the share of a training step spent in
+  ``sample_payoff_batch``, per reward: the sampler alone on a run of batches
+  against whole steps (sampling, teacher forcing, forward, backward, clipping,
+  Adam) on the same batches. Target: well under 5%.
+- ``beam``: sequences per second of batched beam search (``predict``, and
+  ``beam_search`` on all the sequences at once) against ``beam_search`` on one
+  sequence at a time, for beams of 1, 4 and 8, with a model trained for a few
+  epochs; the two decodings must find the same outputs.
+
+Usage::
+
+    python benchmarks/bench_rml.py             # about 4 min
+    python benchmarks/bench_rml.py --quick     # about 30 s
+    python benchmarks/bench_rml.py --parts sampling beam --threads 2 \
+        --json rml.json
+
+Torch runs on ``--threads`` threads (``torch.set_num_threads``), 1 by
+default. Timings depend on the machine and on what else runs on it: this
+script asserts nothing about them.
+"""
+
+import argparse
+import functools
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import sklearn
+import skorch
+import torch
+
+import skpapers
+from skpapers.datasets import load_cmudict_g2p
+from skpapers.sequence import RMLSequencePredictor, Seq2Seq
+from skpapers.sequence._modules import PAD, beam_search
+from skpapers.sequence._payoff import sample_payoff_batch
+from skpapers.sequence._rml import (
+    _FIRST_TOKEN,
+    BOS,
+    EOS,
+    SOURCE_END,
+    UNK,
+    _teacher_forcing,
+)
+from skpapers.utils._torch import seeded, torch_seed
+
+PARTS = ("train", "sampling", "beam")
+SEED = 0
+BATCH_SIZE = 64
+LR = 1e-3
+CLIP = 5.0  # RMLNet's GradientNormClipping
+MODEL = {"embedding_dim": 64, "hidden_size": 128, "num_layers": 1, "cell": "gru"}
+
+
+# -- data -----------------------------------------------------------------------
+
+
+def load_pairs(n_words):
+    """Training and test words with their pronunciations (lists of phonemes)."""
+    data = load_cmudict_g2p(max_words=n_words, random_state=SEED)
+    return data.X_train, data.y_train, data.X_test, data.y_test
+
+
+def _ids(sequences):
+    """Token to id, from ``_FIRST_TOKEN`` on, in order of first appearance."""
+    tokens = dict.fromkeys(token for sequence in sequences for token in sequence)
+    return {token: i + _FIRST_TOKEN for i, token in enumerate(tokens)}
+
+
+def _pad(rows):
+    """``Tensor[N, longest]`` of ids padded with ``PAD``, and ``Tensor[N]`` lengths."""
+    lengths = torch.tensor([len(row) for row in rows])
+    padded = torch.full((len(rows), int(lengths.max())), PAD, dtype=torch.int64)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = torch.tensor(row)
+    return padded, lengths
+
+
+def encode(X, y):
+    """The pairs as the estimator encodes them: padded to the longest of all.
+
+    Returns the tensors (``source`` ends with ``SOURCE_END``; ``target`` has
+    no markers) and the two vocabulary sizes, padding and markers included.
+    """
+    source_ids, target_ids = _ids(X), _ids(y)
+    source, source_lengths = _pad(
+        [[source_ids[t] for t in word] + [SOURCE_END] for word in X]
+    )
+    target, target_lengths = _pad([[target_ids[t] for t in phones] for phones in y])
+    sizes = (len(source_ids) + _FIRST_TOKEN, len(target_ids) + _FIRST_TOKEN)
+    return (source, source_lengths, target, target_lengths), sizes
+
+
+def target_tokens(y):
+    """Target tokens a pass over ``y`` predicts: each phoneme and one EOS."""
+    return sum(len(phones) + 1 for phones in y)
+
+
+# -- part 1: training throughput ----------------------------------------------------
+
+
+def _epoch_permutation(n_pairs):
+    """The order in which a shuffling ``DataLoader`` visits ``n_pairs`` rows.
+
+    The loader's iterator first draws a base seed for its workers, then
+    ``RandomSampler`` a seed for its own generator. Drawing the same here
+    keeps the plain loop's batches and payoff samples the estimator's.
+    """
+    torch.empty((), dtype=torch.int64).random_()  # the loader's worker seed
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    return torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed))
+
+
+class PlainStep:
+    """One RML training step of a ``Seq2Seq``, written out in plain PyTorch."""
+
+    def __init__(self, sizes, *, tau, reward):
+        self.module = Seq2Seq(*sizes, **MODEL)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=LR)
+        self.criterion = torch.nn.CrossEntropyLoss(ignore_index=PAD)
+        self.n_target_tokens, self.tau, self.reward = sizes[1], tau, reward
+        self.module.train()
+
+    def sample(self, target, target_lengths):
+        return sample_payoff_batch(
+            target,
+            target_lengths,
+            low=_FIRST_TOKEN,
+            high=self.n_target_tokens,
+            tau=self.tau,
+            reward=self.reward,
+        )
+
+    def __call__(self, source, source_lengths, target, target_lengths):
+        self.optimizer.zero_grad()
+        if self.tau > 0:
+            target, target_lengths = self.sample(target, target_lengths)
+        decoder_input, gold = _teacher_forcing(target, target_lengths)
+        logits = self.module(source, source_lengths, decoder_input)
+        loss = self.criterion(logits.flatten(0, 1), gold.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), CLIP)
+        self.optimizer.step()
+        return loss.item()
+
+
+def train_plain(tensors, sizes, *, tau, epochs):
+    """The plain loop; per-epoch seconds and the last epoch's mean loss."""
+    n_pairs = len(tensors[0])
+    with seeded(torch_seed(SEED)):
+        step = PlainStep(sizes, tau=tau, reward="edit")
+        durations = []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            total = 0.0
+            for rows in _epoch_permutation(n_pairs).split(BATCH_SIZE):
+                total += step(*(part[rows] for part in tensors)) * len(rows)
+            durations.append(time.perf_counter() - start)
+    return durations, total / n_pairs
+
+
+def train_estimator(X, y, *, tau, epochs):
+    """``RMLSequencePredictor.fit``; skorch's per-epoch seconds and loss."""
+    model = RMLSequencePredictor(
+        tau=tau,
+        reward="edit",
+        **MODEL,
+        optimizer="adam",
+        lr=LR,
+        batch_size=BATCH_SIZE,
+        max_epochs=epochs,
+        random_state=SEED,
+    )
+    model.fit(X, y)
+    return list(model.history_[:, "dur"]), model.history_[-1, "train_loss"]
+
+
+def time_alternating(runners, n_epochs, repeats):
+    """Median wall and CPU seconds of each runner, median epoch, last results.
+
+    The runners alternate, after one warm-up round, so that a busy moment on
+    the machine slows all of them alike. The CPU seconds (of this process,
+    all its threads) barely move when other processes share the cores, which
+    the wall-clock seconds do.
+    """
+    walls = {name: [] for name in runners}
+    cpus = {name: [] for name in runners}
+    epochs = {name: [] for name in runners}
+    results = {}
+    for repeat in range(repeats + 1):
+        for name, run in runners.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            durations, results[name] = run(epochs=n_epochs)
+            if repeat:
+                walls[name].append(time.perf_counter() - wall)
+                cpus[name].append(time.process_time() - cpu)
+                epochs[name].extend(durations)
+    medians = [
+        {name: float(np.median(t)) for name, t in times.items()}
+        for times in (walls, cpus, epochs)
+    ]
+    return (*medians, results)
+
+
+def train_rows(X, y, taus, epochs, repeats):
+    """One row per ``tau``."""
+    tensors, sizes = encode(X, y)
+    n_tokens = target_tokens(y)
+    rows = []
+    for tau in taus:
+        runners = {
+            "plain": functools.partial(train_plain, tensors, sizes, tau=tau),
+            "ours": functools.partial(train_estimator, X, y, tau=tau),
+        }
+        wall, cpu, epoch, losses = time_alternating(runners, epochs, repeats)
+        row = {
+            "tau": tau,
+            "pairs": len(X),
+            "epochs": epochs,
+            "batches_per_epoch": -(-len(X) // BATCH_SIZE),
+            "tokens_per_epoch": n_tokens,
+            **{f"{k}_tokens_per_s": epochs * n_tokens / t for k, t in wall.items()},
+            "ours_epoch_tokens_per_s": n_tokens / epoch["ours"],
+            "ours_over_plain": wall["ours"] / wall["plain"],
+            "ours_epoch_over_plain": epoch["ours"] / epoch["plain"],
+            "ours_cpu_over_plain": cpu["ours"] / cpu["plain"],
+            "plain_loss": float(losses["plain"]),
+            "loss_diff": abs(float(losses["ours"]) - float(losses["plain"])),
+        }
+        rows.append(row)
+        print(format_train_row(row), flush=True)
+    return rows
+
+
+TRAIN_HEADER = (
+    f"{'tau':>4}{'pairs':>7}{'epochs':>7}{'batches':>8}"
+    f"{'plain tok/s':>12}{'ours tok/s':>11}{'(epoch)':>9}"
+    f"{'ours/plain':>11}{'(epoch)':>8}{'(cpu)':>8}{'final loss':>11}{'loss diff':>10}"
+)
+
+
+def format_train_row(row):
+    return (
+        f"{row['tau']:>4g}{row['pairs']:>7}{row['epochs']:>7}"
+        f"{row['batches_per_epoch']:>8}{row['plain_tokens_per_s']:>12.0f}"
+        f"{row['ours_tokens_per_s']:>11.0f}{row['ours_epoch_tokens_per_s']:>9.0f}"
+        f"{row['ours_over_plain']:>10.3f}x{row['ours_epoch_over_plain']:>7.3f}x"
+        f"{row['ours_cpu_over_plain']:>7.3f}x"
+        f"{row['plain_loss']:>11.4f}{row['loss_diff']:>10.1e}"
+    )
+
+
+# -- part 2: the sampler's share of a step -------------------------------------------
+
+
+def sampling_rows(X, y, rewards, tau, n_batches, repeats):
+    """One row per reward: sampler alone against whole steps, same batches."""
+    tensors, sizes = encode(X, y)
+    rows = []
+    for reward in rewards:
+        with seeded(torch_seed(SEED)):
+            step = PlainStep(sizes, tau=tau, reward=reward)
+            order = torch.randperm(len(X)).split(BATCH_SIZE)[:n_batches]
+            batches = [tuple(part[rows] for part in tensors) for rows in order]
+            times = {"sample": [], "step": []}
+            for repeat in range(repeats + 1):
+                start = time.perf_counter()
+                for _, _, target, target_lengths in batches:
+                    step.sample(target, target_lengths)
+                sampled = time.perf_counter()
+                for batch in batches:
+                    step(*batch)
+                stepped = time.perf_counter()
+                if repeat:  # the first round warms up (and fills the table cache)
+                    times["sample"].append(sampled - start)
+                    times["step"].append(stepped - sampled)
+        sample, whole = (float(np.median(times[key])) for key in ("sample", "step"))
+        row = {
+            "reward": reward,
+            "tau": tau,
+            "batches": len(batches),
+            "batch_size": BATCH_SIZE,
+            "sample_ms_per_batch": 1e3 * sample / len(batches),
+            "step_ms_per_batch": 1e3 * whole / len(batches),
+            "sample_share": sample / whole,
+        }
+        rows.append(row)
+        print(format_sampling_row(row), flush=True)
+    return rows
+
+
+SAMPLING_HEADER = (
+    f"{'reward':<9}{'tau':>4}{'batches':>8}{'batch':>6}"
+    f"{'sample ms':>10}{'step ms':>9}{'share':>8}"
+)
+
+
+def format_sampling_row(row):
+    return (
+        f"{row['reward']:<9}{row['tau']:>4g}{row['batches']:>8}{row['batch_size']:>6}"
+        f"{row['sample_ms_per_batch']:>10.2f}{row['step_ms_per_batch']:>9.1f}"
+        f"{row['sample_share']:>8.2%}"
+    )
+
+
+# -- part 3: batched beam search -------------------------------------------------------
+
+
+def _source_tensors(model, words):
+    """Padded ``source`` and ``source_lengths`` as the fitted model encodes them."""
+    index = model.source_vocabulary_.index
+    return _pad([[index.get(t, UNK) for t in word] + [SOURCE_END] for word in words])
+
+
+def beam_rows(model, words, beam_sizes, repeats):
+    """One row per beam size: batched decoding against one sequence at a time."""
+    module = model.net_.module_.eval()
+    source, source_lengths = _source_tensors(model, words)
+    options = {"max_length": model.max_output_length_, "bos": BOS, "eos": EOS}
+    rows = []
+    for beam_size in beam_sizes:
+        model.set_params(beam_size=beam_size)
+        options["beam_size"] = beam_size
+
+        def one_at_a_time():
+            return [
+                beam_search(
+                    module,
+                    source[i : i + 1, : source_lengths[i]],
+                    source_lengths[i : i + 1],
+                    **options,
+                )[0]
+                for i in range(len(words))
+            ]
+
+        runners = {
+            "predict": lambda: model.predict(words),
+            "batched": lambda: beam_search(module, source, source_lengths, **options),
+            "single": one_at_a_time,
+        }
+        times = {name: [] for name in runners}
+        ids = {}
+        for repeat in range(repeats + 1):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                ids[name] = run()
+                if repeat:
+                    times[name].append(time.perf_counter() - start)
+        rate = {name: len(words) / float(np.median(t)) for name, t in times.items()}
+        row = {
+            "beam_size": beam_size,
+            "sequences": len(words),
+            **{f"{name}_seq_per_s": value for name, value in rate.items()},
+            "batched_over_single": rate["batched"] / rate["single"],
+            "predict_over_single": rate["predict"] / rate["single"],
+            "same_outputs": sum(
+                a == b for a, b in zip(ids["batched"], ids["single"], strict=True)
+            ),
+            "mean_output_length": float(np.mean([len(r) for r in ids["batched"]])),
+            "longest_output": max(len(r) for r in ids["batched"]),
+        }
+        rows.append(row)
+        print(format_beam_row(row), flush=True)
+    return rows
+
+
+BEAM_HEADER = (
+    f"{'beam':>5}{'seqs':>6}{'predict':>9}{'batched':>9}{'single':>8}"
+    f"{'batched/single':>15}{'predict/single':>15}{'same':>9}"
+    f"{'length':>7}{'longest':>8}"
+)
+
+
+def format_beam_row(row):
+    return (
+        f"{row['beam_size']:>5}{row['sequences']:>6}"
+        f"{row['predict_seq_per_s']:>9.0f}{row['batched_seq_per_s']:>9.0f}"
+        f"{row['single_seq_per_s']:>8.0f}"
+        f"{row['batched_over_single']:>14.1f}x{row['predict_over_single']:>14.1f}x"
+        f"{row['same_outputs']:>5}/{row['sequences']:<3}"
+        f"{row['mean_output_length']:>7.2f}{row['longest_output']:>8}"
+    )
+
+
+# -- driver ---------------------------------------------------------------------------
+
+
+def environment():
+    """Versions and threads, saved with the results."""
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "torch": torch.__version__,
+        "skorch": skorch.__version__,
+        "skpapers": skpapers.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer words, epochs and repeats"
+    )
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch.set_num_threads (default 1)"
+    )
+    parser.add_argument(
+        "--words", type=int, help="CMUdict words drawn (5000; 1000 with --quick)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="epochs per training run (2; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="timed runs per row (5; 3 with --quick)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="save the rows as JSON")
+    args = parser.parse_args(argv)
+    settings = {
+        "words": args.words or (1000 if args.quick else 5000),
+        "epochs": args.epochs or (1 if args.quick else 2),
+        "repeats": args.repeats or (3 if args.quick else 5),
+        "threads": args.threads,
+        "batch_size": BATCH_SIZE,
+        "model": MODEL,
+        "optimizer": f"adam lr={LR}, gradient norm clipped at {CLIP}",
+        "taus": [0.9, 0.0],
+        "sampling_tau": 0.9,
+        "sampling_batches": 10 if args.quick else 20,
+        "beam_model_epochs": 3,
+        "beam_sizes": [1, 4, 8],
+        "beam_sequences": 64 if args.quick else 256,
+    }
+    repeats = settings["repeats"]
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(args.threads)
+    env = environment()
+    print(
+        f"torch {env['torch']}, skorch {env['skorch']}, scikit-learn "
+        f"{env['sklearn']}, numpy {env['numpy']}, skpapers {env['skpapers']}, "
+        f"Python {env['python']} on {env['cpu_count']} CPUs"
+    )
+    print(
+        f"torch.set_num_threads({args.threads}) (interop threads "
+        f"{env['torch_interop_threads']}); Seq2Seq {MODEL}, batches of "
+        f"{BATCH_SIZE}, {settings['optimizer']}, seed {SEED}"
+    )
+    X, y, X_test, _ = load_pairs(settings["words"])
+    print(
+        f"load_cmudict_g2p(max_words={settings['words']}): {len(X)} training "
+        f"pairs, {target_tokens(y)} target tokens (EOS included)"
+    )
+    rows = {}
+    if "train" in args.parts:
+        print(
+            f"\ntrain: target tokens per second (median of {repeats} runs, "
+            f"{settings['epochs']} epoch(s) each: tokens / fit time; '(epoch)': "
+            "the estimator's epochs alone); ours/plain = time ratio, '(cpu)' of "
+            "process CPU time; target <= 1.2"
+        )
+        print(TRAIN_HEADER)
+        rows["train"] = train_rows(X, y, settings["taus"], settings["epochs"], repeats)
+    if "sampling" in args.parts:
+        print(
+            f"\nsampling: sample_payoff_batch alone against whole training steps "
+            f"on the same {settings['sampling_batches']} batches, ms per batch "
+            f"(median of {repeats} runs); target share well under 5%"
+        )
+        print(SAMPLING_HEADER)
+        rows["sampling"] = sampling_rows(
+            X,
+            y,
+            ("edit", "hamming"),
+            settings["sampling_tau"],
+            settings["sampling_batches"],
+            repeats,
+        )
+    if "beam" in args.parts:
+        model = RMLSequencePredictor(
+            tau=0.9,
+            **MODEL,
+            lr=LR,
+            batch_size=BATCH_SIZE,
+            max_epochs=settings["beam_model_epochs"],
+            random_state=SEED,
+        ).fit(X, y)
+        words = X_test[: settings["beam_sequences"]]
+        print(
+            f"\nbeam: sequences per second decoding {len(words)} test words "
+            f"(median of {repeats} runs) with a model trained "
+            f"{settings['beam_model_epochs']} epochs (max_output_length "
+            f"{model.max_output_length_}); 'predict' and 'batched' decode them "
+            "together, 'single' one at a time; 'same': outputs batched == single"
+        )
+        print(BEAM_HEADER)
+        rows["beam"] = beam_rows(model, words, settings["beam_sizes"], repeats)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"environment": env, "settings": settings, "rows": rows}, f, indent=2
+            )
+        print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()
