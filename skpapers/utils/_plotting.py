@@ -13,3 +13,16 @@ def optional_pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path):
+    """Lay out ``fig``, write it to ``path`` as a report's PNG and close it.
+
+    Returns ``path``, to list among a :class:`Result`'s figures.
+    """
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
