@@ -136,5 +136,22 @@ def _escape_shape_underscores(app, what, name, obj, options, lines):
             )
 
 
+_REF_WITH_TEXT = re.compile(r":ref:`([^`<]+?)\s*<[^`<>]+>`")
+
+
+def _unlink_scikit_learn_refs(app, what, name, obj, options, lines):
+    """Keep only the text of ``:ref:`` links in scikit-learn's docstrings.
+
+    Methods inherited from scikit-learn link to labels of its own docs, such
+    as ``accuracy_score`` in ``ClassifierMixin.score``; undefined here, each
+    is an error under ``-W``.
+    """
+    if not (getattr(obj, "__module__", None) or "").startswith("sklearn."):
+        return
+    for i, line in enumerate(lines):
+        lines[i] = _REF_WITH_TEXT.sub(r"\1", line)
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_shape_underscores, priority=400)
+    app.connect("autodoc-process-docstring", _unlink_scikit_learn_refs)
