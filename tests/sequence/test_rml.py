@@ -253,3 +253,23 @@ def test_modules_shapes():
     source = torch.tensor([[3, 4, 2], [5, 2, 0]])
     logits = module(source, torch.tensor([3, 2]), torch.tensor([[1, 3], [1, 0]]))
     assert logits.shape == (2, 2, 9)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(reversal):
+    X, y = reversal
+    with pytest.raises(ValueError, match="finds no CUDA GPU"):
+        RMLSequencePredictor(**SMALL, device="cuda").fit(X, y)
+
+
+def test_beam_search_of_an_untrained_model_stops_at_the_length_cap():
+    torch.manual_seed(0)
+    module = Seq2Seq(6, 7, embedding_dim=4, hidden_size=5).eval()
+    source = torch.tensor([[3, 4, 2], [5, 2, 0]])
+    for beam_size in (1, 3):
+        decoded = beam_search(
+            module, source, torch.tensor([3, 2]), beam_size=beam_size,
+            max_length=4, bos=BOS, eos=EOS,
+        )  # fmt: skip
+        assert len(decoded) == 2
+        assert all(len(row) <= 4 and EOS not in row and 0 not in row for row in decoded)
