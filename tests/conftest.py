@@ -1,10 +1,8 @@
 """Settings for the whole test suite."""
 
-import os
-
 import torch
 
-if "PYTEST_XDIST_WORKER" in os.environ:
-    # xdist's workers run side by side, and torch's OpenMP threads spin while
-    # they wait: two workers of two threads each on two cores run 25x slower.
-    torch.set_num_threads(1)
+# The suite's networks are small: a second torch thread saves nothing, and
+# OpenMP threads spin while they wait, so on a busy machine (xdist's workers
+# side by side, or another job) they run many times slower.
+torch.set_num_threads(1)
