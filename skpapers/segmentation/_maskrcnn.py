@@ -59,13 +59,13 @@ class MaskRCNNSegmenter(BaseEstimator):
         Side the images are resized to for the network; predictions come back
         at each image's own size.
 
-    max_epochs : int, default=20
+    max_epochs : int, default=12
         Passes over the training images.
 
     batch_size : int, default=8
         Images per step.
 
-    lr : float, default=0.02
+    lr : float, default=0.04
         Learning rate of SGD with momentum 0.9, warmed up linearly over the
         first 50 steps and halved at 60% and 85% of training.
 
@@ -136,9 +136,9 @@ class MaskRCNNSegmenter(BaseEstimator):
         mask_loss="sigmoid",
         class_agnostic=False,
         image_size=64,
-        max_epochs=20,
+        max_epochs=12,
         batch_size=8,
-        lr=0.02,
+        lr=0.04,
         weight_decay=1e-4,
         score_threshold=0.5,
         mask_threshold=0.5,
@@ -306,7 +306,9 @@ class MaskRCNNSegmenter(BaseEstimator):
                             "masks": (output["masks"][keep, 0] > self.mask_threshold)
                             .cpu()
                             .numpy(),
-                            "labels": self.classes_[output["labels"][keep].cpu() - 1],
+                            "labels": self.classes_[
+                                output["labels"][keep].cpu().numpy() - 1
+                            ],
                             "scores": output["scores"][keep].cpu().numpy(),
                             "boxes": output["boxes"][keep].cpu().numpy(),
                         }

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from sklearn.utils import check_random_state
 
-from skpapers._reproduce import Result, Table, experiment
+from skpapers._reproduce import Result, Table, experiment, mean_std
 from skpapers.datasets import load_cmudict_g2p
 from skpapers.metrics import edit_error_rate
 from skpapers.sequence import RMLSequencePredictor, payoff_distribution
@@ -142,12 +142,6 @@ def edited_share(targets, tau):
     return float(np.dot(edits, counts) / np.dot(lengths, counts))
 
 
-def _mean_std(values):
-    if len(values) < 2:
-        return f"{values.mean():.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
-
-
 def _per_table(errors, edited, size):
     n_seeds = size["n_seeds"]
     spread = " ± std" if n_seeds > 1 else ""
@@ -171,7 +165,7 @@ def _per_table(errors, edited, size):
                 "ML" if tau == 0 else "RML",
                 f"{tau:g}",
                 f"{edited[tau]:.1%}",
-                _mean_std(values),
+                mean_std(values),
                 "" if tau == 0 else f"{values.mean() - ml:+.2f}",
                 PAPER_TIMIT_DEV.get(tau, ""),
             ]

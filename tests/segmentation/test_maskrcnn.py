@@ -1,5 +1,6 @@
 """MaskRCNNSegmenter: steps, predictions, contracts (convergence: benchmarks)."""
 
+import copy
 import io
 
 import joblib
@@ -52,6 +53,17 @@ def test_fit_records_the_losses_and_predict_returns_instances(fitted, shapes):
         assert p["boxes"].shape == (k, 4)
         assert set(p["labels"].tolist()) <= {1, 2, 3}
         assert np.all(np.diff(p["scores"]) <= 0)
+
+
+def test_a_lone_detection_keeps_its_array_shapes(fitted, shapes):
+    X, _ = shapes
+    (everything,) = fitted.predict(X[:1])
+    assert len(everything["scores"]) > 1
+    lone = copy.deepcopy(fitted).set_params(score_threshold=everything["scores"][0])
+    (prediction,) = lone.predict(X[:1])
+    assert prediction["labels"].shape == prediction["scores"].shape == (1,)
+    assert prediction["masks"].shape == (1, 48, 48)
+    assert prediction["boxes"].shape == (1, 4)
 
 
 def test_class_names_images_of_other_sizes_grayscale_and_float(shapes):

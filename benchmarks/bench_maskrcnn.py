@@ -1,0 +1,368 @@
+"""Time MaskRCNNSegmenter against torchvision's MaskRCNN, and the RoI operations.
+
+Four parts, each printing one table, on images of ``make_shapes``:
+
+- ``train``: training images per second of ``MaskRCNNSegmenter.fit`` (the
+  default small backbone and sizes) against a plain PyTorch loop training
+  torchvision's ``MaskRCNN`` with the same backbone and sizes but
+  torchvision's own parts where ours differ (``MultiScaleRoIAlign``,
+  ``MaskRCNNPredictor``, ``GeneralizedRCNNTransform``), and with the same SGD
+  on the same batches. A third row is torchvision's stock head sizes
+  (1024-wide box head, 256-channel mask head, 512 RoIs per image, 2000
+  proposals): the sizes the estimator's defaults were cut down from.
+- ``predict``: inference images per second of ``predict`` (masks pasted and
+  thresholded, arrays returned) against the peer network's forward pass in
+  evaluation mode.
+- ``roi``: forward plus backward time of RoIAlign, RoIWarp and RoIPool, for
+  512 RoIs of 14 x 14 on 256 channels (the mask head at torchvision's sizes)
+  and for the estimator's box head (7 x 7 on its channels).
+- ``converge``: the quality target: the default estimator trained on 1000
+  images, mask AP and AP50 on 200 held-out images, with the training time.
+  Target: AP50 >= 0.9 and AP >= 0.6 in at most 10 minutes on two cores.
+
+Usage::
+
+    python benchmarks/bench_maskrcnn.py            # about 12 min
+    python benchmarks/bench_maskrcnn.py --quick    # about 1 min, no converge
+    python benchmarks/bench_maskrcnn.py --parts roi --threads 2 --json m.json
+
+Torch runs on ``--threads`` threads (``torch.set_num_threads``), 2 by
+default. Timings depend on the machine and on what else runs on it: this
+script asserts nothing about them.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import sklearn
+import torch
+import torchvision
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+
+import skpapers
+from skpapers.datasets import make_shapes
+from skpapers.metrics import mask_average_precision
+from skpapers.segmentation import MaskRCNNSegmenter
+from skpapers.segmentation._maskrcnn import _image_tensor, _target_tensors
+from skpapers.segmentation._model import _OPS
+
+PARTS = ("train", "predict", "roi", "converge")
+SEED = 0
+N_CLASSES = 4  # background and three shapes
+
+
+# -- networks ---------------------------------------------------------------------
+
+
+def estimator(**params):
+    return MaskRCNNSegmenter(random_state=SEED, **params)
+
+
+def our_network(segmenter):
+    """The network ``segmenter`` trains, untrained."""
+    torch.manual_seed(SEED)
+    return segmenter._build_model(N_CLASSES - 1)
+
+
+def torchvision_network(segmenter, *, stock=False):
+    """torchvision's own parts in place of ours, same backbone and sizes.
+
+    With ``stock=True`` also torchvision's default head widths, RoI counts
+    and proposal counts.
+    """
+    model = our_network(segmenter)
+    heads = model.roi_heads
+    names, ratio = heads.box_roi_pool.featmap_names, heads.box_roi_pool.sampling_ratio
+    heads.box_roi_pool = MultiScaleRoIAlign(names, 7, ratio)
+    heads.mask_roi_pool = MultiScaleRoIAlign(names, 14, ratio)
+    channels = model.backbone.out_channels
+    mask_channels = heads.mask_head[-1][0].out_channels
+    heads.mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, N_CLASSES)
+    old = model.transform
+    model.transform = GeneralizedRCNNTransform(
+        old.min_size, old.max_size, old.image_mean, old.image_std
+    )
+    if stock:
+        heads.box_head = TwoMLPHead(channels * 7 * 7, 1024)
+        heads.box_predictor = type(heads.box_predictor)(1024, N_CLASSES)
+        heads.mask_head = MaskRCNNHeads(channels, [256] * 4, 1)
+        heads.mask_predictor = MaskRCNNPredictor(256, 256, N_CLASSES)
+        heads.fg_bg_sampler.batch_size_per_image = 512
+        model.rpn._pre_nms_top_n = dict(training=2000, testing=1000)
+        model.rpn._post_nms_top_n = dict(training=2000, testing=1000)
+    return model
+
+
+def encode(X, y):
+    classes = {label: label for label in (1, 2, 3)}
+    images = [_image_tensor(image.astype(np.float32) / 255) for image in X]
+    return images, [_target_tensors(target, classes) for target in y]
+
+
+def train_plain(model, images, targets, segmenter):
+    """One epoch of the estimator's loop on a bare network: SGD, same batches."""
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=segmenter.lr,
+        momentum=0.9,
+        weight_decay=segmenter.weight_decay,
+    )
+    model.train()
+    torch.manual_seed(SEED)
+    order = torch.randperm(len(images)).tolist()
+    for start in range(0, len(order), segmenter.batch_size):
+        batch = order[start : start + segmenter.batch_size]
+        losses = model([images[i] for i in batch], [targets[i] for i in batch])
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+# -- timing -----------------------------------------------------------------------
+
+
+def time_alternating(runners, repeats):
+    """Median wall and CPU seconds of each runner, alternated after a warm-up."""
+    walls = {name: [] for name in runners}
+    cpus = {name: [] for name in runners}
+    for repeat in range(repeats + 1):
+        for name, run in runners.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            if repeat:
+                walls[name].append(time.perf_counter() - wall)
+                cpus[name].append(time.process_time() - cpu)
+    return (
+        {name: float(np.median(t)) for name, t in walls.items()},
+        {name: float(np.median(t)) for name, t in cpus.items()},
+    )
+
+
+def speed_rows(runners, n_images, repeats):
+    walls, cpus = time_alternating(runners, repeats)
+    first = next(iter(runners))
+    rows = []
+    for name in runners:
+        rows.append(
+            {
+                "network": name,
+                "images_per_s": n_images / walls[name],
+                "wall_s": walls[name],
+                "cpu_s": cpus[name],
+                "ratio": walls[name] / walls[first],
+                "ratio_cpu": cpus[name] / cpus[first],
+            }
+        )
+        print(format_speed_row(rows[-1]), flush=True)
+    return rows
+
+
+SPEED_HEADER = f"{'network':<34} {'images/s':>9} {'wall s':>8} {'time / ours':>12}"
+
+
+def format_speed_row(row):
+    return (
+        f"{row['network']:<34} {row['images_per_s']:>9.1f} {row['wall_s']:>8.2f} "
+        f"{row['ratio']:>6.2f}x ({row['ratio_cpu']:.2f}x cpu)"
+    )
+
+
+def train_rows(n_images, repeats):
+    X, y = make_shapes(n_images, random_state=SEED)
+    segmenter = estimator(max_epochs=1)
+    images, targets = encode(X, y)
+    same = torchvision_network(segmenter)
+    stock = torchvision_network(segmenter, stock=True)
+    runners = {
+        "MaskRCNNSegmenter.fit": lambda: estimator(max_epochs=1).fit(X, y),
+        "torchvision MaskRCNN, same sizes": lambda: train_plain(
+            same, images, targets, segmenter
+        ),
+        "torchvision MaskRCNN, stock heads": lambda: train_plain(
+            stock, images, targets, segmenter
+        ),
+    }
+    return speed_rows(runners, n_images, repeats)
+
+
+def predict_rows(n_images, repeats):
+    X, y = make_shapes(n_images, random_state=SEED)
+    fitted = estimator(max_epochs=1).fit(X, y)
+    same = torchvision_network(fitted)
+    same.load_state_dict(fitted.model_.state_dict(), strict=False)
+    same.eval()
+    images, _ = encode(X, y)
+
+    def forward():
+        with torch.inference_mode():
+            for start in range(0, len(images), fitted.batch_size):
+                same(images[start : start + fitted.batch_size])
+
+    runners = {"MaskRCNNSegmenter.predict": lambda: fitted.predict(X)}
+    runners["torchvision MaskRCNN, same sizes"] = forward
+    return speed_rows(runners, n_images, repeats)
+
+
+def roi_rows(repeats):
+    rows = []
+    settings = [
+        ("torchvision's mask head", 512, 256, 14),
+        ("our box head", 8 * estimator().get_params()["batch_size"] * 4, 64, 7),
+    ]
+    generator = torch.Generator().manual_seed(SEED)
+    for label, n_rois, channels, size in settings:
+        features = torch.randn(8, channels, 16, 16, generator=generator)
+        corners = torch.rand(n_rois, 2, generator=generator) * 40
+        sides = 8 + torch.rand(n_rois, 2, generator=generator) * 24
+        rois = torch.cat(
+            [
+                torch.randint(0, 8, (n_rois, 1), generator=generator).float(),
+                corners,
+                corners + sides,
+            ],
+            1,
+        )
+        for op in ("align", "warp", "pool"):
+            for ratio in (2, 1) if op != "pool" else (0,):
+                times = []
+                for repeat in range(repeats + 1):
+                    leaf = features.clone().requires_grad_()
+                    start = time.perf_counter()
+                    out = _OPS[op](leaf, rois, (size, size), 0.25, ratio)
+                    forward = time.perf_counter() - start
+                    out.sum().backward()
+                    total = time.perf_counter() - start
+                    if repeat:
+                        times.append((forward, total - forward))
+                forward, backward = np.median(times, axis=0)
+                rows.append(
+                    {
+                        "setting": f"{label}: {n_rois} x {channels} x {size}^2",
+                        "op": op,
+                        "sampling_ratio": ratio,
+                        "forward_ms": 1000 * forward,
+                        "backward_ms": 1000 * backward,
+                    }
+                )
+                print(format_roi_row(rows[-1]), flush=True)
+    return rows
+
+
+ROI_HEADER = (
+    f"{'setting':<36} {'op':<6} {'ratio':>5} {'forward ms':>11} {'backward ms':>12}"
+)
+
+
+def format_roi_row(row):
+    return (
+        f"{row['setting']:<36} {row['op']:<6} {row['sampling_ratio'] or '-':>5} "
+        f"{row['forward_ms']:>11.1f} {row['backward_ms']:>12.1f}"
+    )
+
+
+def converge_rows(n_train, n_test):
+    X, y = make_shapes(n_train, random_state=SEED)
+    X_test, y_test = make_shapes(n_test, random_state=SEED + 1)
+    segmenter = estimator(score_threshold=0.05)
+    wall, cpu = time.perf_counter(), time.process_time()
+    segmenter.fit(X, y)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    predictions = segmenter.predict(X_test)
+    row = {
+        "train_images": n_train,
+        "epochs": segmenter.n_iter_,
+        "fit_wall_s": wall,
+        "fit_cpu_s": cpu,
+        "mask_ap": mask_average_precision(y_test, predictions),
+        "mask_ap50": mask_average_precision(y_test, predictions, iou_threshold=0.5),
+        "mask_ap75": mask_average_precision(y_test, predictions, iou_threshold=0.75),
+    }
+    row["target_met"] = bool(
+        row["mask_ap50"] >= 0.9 and row["mask_ap"] >= 0.6 and wall <= 600
+    )
+    print(
+        f"{n_train} images x {row['epochs']} epochs: fit {wall:.0f} s "
+        f"({cpu:.0f} s cpu); mask AP {row['mask_ap']:.3f}, AP50 "
+        f"{row['mask_ap50']:.3f}, AP75 {row['mask_ap75']:.3f} on {n_test} "
+        f"held-out images; target met: {row['target_met']}",
+        flush=True,
+    )
+    return [row]
+
+
+# -- driver -----------------------------------------------------------------------
+
+
+def environment():
+    """Versions and threads, saved with the results."""
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "skpapers": skpapers.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer images, no converge part"
+    )
+    parser.add_argument("--parts", nargs="+", choices=PARTS)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch.set_num_threads (default 2)"
+    )
+    parser.add_argument("--repeats", type=int, help="timed runs per row (3; 2 quick)")
+    parser.add_argument("--json", metavar="PATH", help="save the rows as JSON")
+    args = parser.parse_args(argv)
+    parts = args.parts or [p for p in PARTS if not (args.quick and p == "converge")]
+    repeats = args.repeats or (2 if args.quick else 3)
+    n_images = 32 if args.quick else 96
+    torch.set_num_threads(args.threads)
+    env = environment()
+    print(
+        f"torch {env['torch']}, torchvision {env['torchvision']}, skpapers "
+        f"{env['skpapers']}, Python {env['python']} on {env['cpu_count']} CPUs, "
+        f"torch.set_num_threads({args.threads})"
+    )
+    rows = {}
+    if "train" in parts:
+        print(
+            f"\ntrain: images per second over one epoch of {n_images} images "
+            f"(median of {repeats} runs, alternated); time / ours: wall (cpu)"
+        )
+        print(SPEED_HEADER)
+        rows["train"] = train_rows(n_images, repeats)
+    if "predict" in parts:
+        print(f"\npredict: images per second on {n_images} images")
+        print(SPEED_HEADER)
+        rows["predict"] = predict_rows(n_images, repeats)
+    if "roi" in parts:
+        print(f"\nroi: one call on 8 feature maps of 16 x 16 (median of {repeats})")
+        print(ROI_HEADER)
+        rows["roi"] = roi_rows(repeats)
+    if "converge" in parts:
+        print("\nconverge: the default estimator, target AP50 >= 0.9, AP >= 0.6")
+        rows["converge"] = converge_rows(1000, 200)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "rows": rows}, f, indent=2)
+        print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()
