@@ -30,6 +30,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_nmf.py
 	$(BIN)/python benchmarks/bench_bn.py
 	$(BIN)/python benchmarks/bench_rml.py
+	$(BIN)/python benchmarks/bench_maskrcnn.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

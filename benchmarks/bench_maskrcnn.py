@@ -214,9 +214,14 @@ def predict_rows(n_images, repeats):
 
 def roi_rows(repeats):
     rows = []
+    segmenter = estimator()
+    network = our_network(segmenter)
+    rois_per_batch = (
+        segmenter.batch_size * network.roi_heads.fg_bg_sampler.batch_size_per_image
+    )
     settings = [
         ("torchvision's mask head", 512, 256, 14),
-        ("our box head", 8 * estimator().get_params()["batch_size"] * 4, 64, 7),
+        ("our box head", rois_per_batch, network.backbone.out_channels, 7),
     ]
     generator = torch.Generator().manual_seed(SEED)
     for label, n_rois, channels, size in settings:
@@ -258,13 +263,13 @@ def roi_rows(repeats):
 
 
 ROI_HEADER = (
-    f"{'setting':<36} {'op':<6} {'ratio':>5} {'forward ms':>11} {'backward ms':>12}"
+    f"{'setting':<44} {'op':<6} {'ratio':>5} {'forward ms':>11} {'backward ms':>12}"
 )
 
 
 def format_roi_row(row):
     return (
-        f"{row['setting']:<36} {row['op']:<6} {row['sampling_ratio'] or '-':>5} "
+        f"{row['setting']:<44} {row['op']:<6} {row['sampling_ratio'] or '-':>5} "
         f"{row['forward_ms']:>11.1f} {row['backward_ms']:>12.1f}"
     )
 

@@ -107,7 +107,7 @@ def overlay_masks(image, masks, labels):
 fig, axes = plt.subplots(2, 6, figsize=(10, 3.6))
 for column in range(6):
     prediction, truth = predictions[column], y_test[column]
-    keep = prediction["scores"] >= 0.5
+    keep = np.flatnonzero(prediction["scores"] >= 0.5)[::-1]  # best on top
     axes[0, column].imshow(
         overlay_masks(
             X_test[column], prediction["masks"][keep], prediction["labels"][keep]

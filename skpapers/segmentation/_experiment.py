@@ -10,6 +10,7 @@ images.
 
 import os
 import time
+import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -107,16 +108,19 @@ def table2_scores(train, test, *, seeds, max_epochs, progress=False):
     )(delayed(_score_cell)(cell, train, test, max_epochs=max_epochs) for cell in cells)
     scores = {name: [None] * len(seeds) for _, name, _, _ in VARIANTS}
     example = None
-    for (i, _, name, _), row, predictions, seconds in jobs:
-        scores[name][i] = row
-        if i == 0 and name == VARIANTS[0][1]:
-            example = predictions
-        if progress:
-            print(
-                f"  seed {i + 1}/{len(seeds)}, {name}: mask AP {row[0]:.3f}, "
-                f"AP50 {row[1]:.3f} ({seconds:.0f} s)",
-                flush=True,
-            )
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew over a training: no harm
+        warnings.filterwarnings("ignore", "A worker stopped", UserWarning)
+        for (i, _, name, _), row, predictions, seconds in jobs:
+            scores[name][i] = row
+            if i == 0 and name == VARIANTS[0][1]:
+                example = predictions
+            if progress:
+                print(
+                    f"  seed {i + 1}/{len(seeds)}, {name}: mask AP {row[0]:.3f}, "
+                    f"AP50 {row[1]:.3f} ({seconds:.0f} s)",
+                    flush=True,
+                )
     return {name: 100 * np.array(rows) for name, rows in scores.items()}, example
 
 
@@ -252,7 +256,8 @@ def _plot_predictions(plt, images, truths, predictions, path):
     for column, (image, truth, prediction) in enumerate(
         zip(images, truths, predictions, strict=True)
     ):
-        keep = prediction["scores"] >= _DRAW_THRESHOLD
+        # the most confident detection painted last, on top
+        keep = np.flatnonzero(prediction["scores"] >= _DRAW_THRESHOLD)[::-1]
         for row, (masks, labels) in enumerate(
             [
                 (prediction["masks"][keep], prediction["labels"][keep]),
