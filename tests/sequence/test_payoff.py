@@ -465,27 +465,43 @@ def test_batch_edge_shapes(reward):
     assert samples.dtype == lengths.dtype == torch.long
 
 
-@pytest.mark.parametrize("width, budget", [(8, 1e-3), (30, 2e-3)])
-def test_batch_is_fast(width, budget):
-    """64 targets of length ~8 over 40 tokens: well under 1 ms a batch.
+@pytest.mark.parametrize("width", [8, 30])
+def test_batch_is_cheap_next_to_a_training_step(width):
+    """64 targets over 40 tokens: a fraction of one GRU layer's step.
 
     Run with torch's default threads: an op that wakes the thread pool for a
     tiny tensor (advanced indexing, searchsorted) costs milliseconds on a
-    busy machine and shows here.
+    busy machine and shows here. The sampler and the reference step
+    alternate, so that a busy moment slows both alike; the benchmark
+    (bench_rml.py, ``sampling``) measures the sampler at 0.3-1.7% of a whole
+    step.
     """
     generator = torch.Generator().manual_seed(0)
     targets = torch.randint(3, 43, (64, width), generator=generator)
     lengths = torch.randint(width - 3, width + 1, (64,), generator=generator)
+    # the default Seq2Seq's sizes: embeddings of 64, 128 hidden units
+    gru = torch.nn.GRU(64, 128)
+    inputs = torch.randn(width, 64, 64, generator=generator)
+
+    def step():
+        output, _ = gru(inputs)
+        output.sum().backward()
+
     for reward in REWARDS:
         kwargs = dict(tau=0.8, low=3, high=43, reward=reward, generator=generator)
-        for _ in range(20):
+        for _ in range(5):
             sample_payoff_batch(targets, lengths, **kwargs)
-        times = []
-        for _ in range(100):
+            step()
+        sampling, stepping = [], []
+        for _ in range(30):
             start = time.perf_counter()
             sample_payoff_batch(targets, lengths, **kwargs)
-            times.append(time.perf_counter() - start)
-        assert statistics.median(times) < budget, reward
+            sampling.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            step()
+            stepping.append(time.perf_counter() - start)
+        ratio = statistics.median(sampling) / statistics.median(stepping)
+        assert ratio < 0.5, (reward, ratio)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
