@@ -36,22 +36,19 @@ script asserts nothing about them.
 import argparse
 import functools
 import json
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
-import sklearn
 import skorch
 import torch
+from _environment import environment
 from sklearn.datasets import load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-import skpapers
 from skpapers.neural_network import (
     BatchNormMLP,
     BatchNormMLPClassifier,
@@ -444,25 +441,6 @@ def format_inference_row(row):
 # -- driver ---------------------------------------------------------------------------
 
 
-def environment():
-    """Versions and threads, saved with the results."""
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "torch": torch.__version__,
-        "skorch": skorch.__version__,
-        "skpapers": skpapers.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "threadpools": [
-            {key: pool[key] for key in ("user_api", "internal_api", "num_threads")}
-            for pool in threadpool_info()
-        ],
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -523,7 +501,8 @@ def main(argv=None):
         threadpool_limits(limits=args.threads),
         warnings.catch_warnings(),
     ):
-        env = environment()  # inside the limits, which it reports
+        # inside the limits, which it reports
+        env = environment("numpy", "sklearn", "torch", "skorch", "skpapers")
         print(
             f"torch {env['torch']}, skorch {env['skorch']}, scikit-learn "
             f"{env['sklearn']}, numpy {env['numpy']}, skpapers {env['skpapers']}, "

@@ -33,20 +33,16 @@ script asserts nothing about them.
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
-import sklearn
 import torch
-import torchvision
+from _environment import environment
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
-import skpapers
 from skpapers.datasets import make_shapes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation import MaskRCNNSegmenter
@@ -307,21 +303,6 @@ def converge_rows(n_train, n_test):
 # -- driver -----------------------------------------------------------------------
 
 
-def environment():
-    """Versions and threads, saved with the results."""
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "skpapers": skpapers.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -338,7 +319,7 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 3)
     n_images = 32 if args.quick else 96
     torch.set_num_threads(args.threads)
-    env = environment()
+    env = environment("numpy", "sklearn", "torch", "torchvision", "skpapers")
     print(
         f"torch {env['torch']}, torchvision {env['torchvision']}, skpapers "
         f"{env['skpapers']}, Python {env['python']} on {env['cpu_count']} CPUs, "

@@ -41,21 +41,16 @@ asserts nothing about them.
 
 import argparse
 import json
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
-import scipy
 import scipy.sparse as sp
-import sklearn
+from _environment import environment
 from sklearn.decomposition import NMF as SklearnNMF
 from sklearn.decomposition import non_negative_factorization
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_info
 
-import skpapers
 from skpapers.decomposition import NMF
 from skpapers.decomposition._nmf_solvers import (
     Problem,
@@ -233,23 +228,6 @@ def format_row(row):
     )
 
 
-def environment():
-    """Versions and threads, saved with the results."""
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "skpapers": skpapers.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threadpools": [
-            {key: pool[key] for key in ("user_api", "internal_api", "num_threads")}
-            for pool in threadpool_info()
-        ],
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -296,7 +274,11 @@ def main(argv=None):
         settings = {"max_iter": max_iter, "repeats": repeats, "pause": args.pause}
         with open(args.json, "w") as f:
             json.dump(
-                {"environment": environment(), "settings": settings, "rows": rows},
+                {
+                    "environment": environment("numpy", "scipy", "sklearn", "skpapers"),
+                    "settings": settings,
+                    "rows": rows,
+                },
                 f,
                 indent=2,
             )

@@ -37,16 +37,12 @@ script asserts nothing about them.
 import argparse
 import functools
 import json
-import os
-import platform
 import time
 
 import numpy as np
-import sklearn
-import skorch
 import torch
+from _environment import environment
 
-import skpapers
 from skpapers.datasets import load_cmudict_g2p
 from skpapers.sequence import RMLSequencePredictor, Seq2Seq
 from skpapers.sequence._modules import PAD, beam_search
@@ -402,22 +398,6 @@ def format_beam_row(row):
 # -- driver ---------------------------------------------------------------------------
 
 
-def environment():
-    """Versions and threads, saved with the results."""
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "torch": torch.__version__,
-        "skorch": skorch.__version__,
-        "skpapers": skpapers.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -457,7 +437,7 @@ def main(argv=None):
 
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
-    env = environment()
+    env = environment("numpy", "sklearn", "torch", "skorch", "skpapers")
     print(
         f"torch {env['torch']}, skorch {env['skorch']}, scikit-learn "
         f"{env['sklearn']}, numpy {env['numpy']}, skpapers {env['skpapers']}, "
