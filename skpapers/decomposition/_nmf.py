@@ -26,6 +26,7 @@ from skpapers.decomposition._nmf_solvers import (
     initialize_factors,
 )
 from skpapers.utils import restore_on_error
+from skpapers.utils._errors import names_estimator
 
 # transform() solves the convex problem for W with H fixed much more tightly
 # than fit's tol; fit_transform returns the same solution.
@@ -227,6 +228,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    @names_estimator
     def fit(self, X, y=None, W=None, H=None):
         """Learn the factorisation of ``X``.
 
@@ -252,6 +254,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.fit_transform(X, W=W, H=H)
         return self
 
+    @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None, W=None, H=None):
         """Learn the factorisation of ``X`` and return ``W``.
@@ -311,6 +314,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.reconstruction_err_ = float(np.sqrt(2 * divergence))
         return W
 
+    @names_estimator
     def transform(self, X):
         """Find the ``W`` that best fits ``X`` with the learned ``H``.
 
@@ -342,6 +346,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             problem, H, start, beta, self._regularization(problem.shape)
         )
 
+    @names_estimator
     def inverse_transform(self, X):
         """Map ``W`` back to data space: ``W @ components_``.
 
@@ -366,6 +371,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
 
+    @names_estimator
     def score(self, X, y=None):
         """Negative beta-divergence per observed entry of ``X``.
 

@@ -21,19 +21,28 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampl
 
 from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
 from skpapers.utils import restore_on_error
+from skpapers.utils._errors import names_estimator
+from skpapers.utils._persistence import (
+    ArraysOnSave,
+    loadable_device,
+    net_state,
+    restore_net,
+    to_numpy,
+)
 from skpapers.utils._torch import (
     OPTIMIZERS,
     check_device,
     check_optimizer,
     seeded,
     torch_seed,
+    worker_threads,
 )
 
 # Rows per forward pass at inference: bounds memory, not results.
 _PREDICT_CHUNK = 8192
 
 
-class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
+class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier with batch normalization.
 
     Each hidden layer is ``linear -> batch norm -> nonlinearity`` (Ioffe &
@@ -250,7 +259,9 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------
 
+    @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
+    @worker_threads()
     def fit(self, X, y):
         """Train the network on ``X``, ``y`` from new random weights.
 
@@ -296,7 +307,9 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
                 )
         return self
 
+    @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
+    @worker_threads()
     def partial_fit(self, X, y, classes=None):
         """Train one epoch on ``X``, ``y``, starting from the current weights.
 
@@ -488,6 +501,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- prediction -----------------------------------------------------------
 
+    @names_estimator
     def predict_proba(self, X):
         """Probability of each class.
 
@@ -503,6 +517,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         """
         return np.exp(self.predict_log_proba(X))
 
+    @names_estimator
     def predict_log_proba(self, X):
         """Logarithm of the probability of each class.
 
@@ -519,6 +534,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(X).astype(np.float64)
         return logits - _logsumexp(logits)
 
+    @names_estimator
     def predict(self, X):
         """Most probable class of each sample.
 
@@ -535,6 +551,7 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
 
+    @worker_threads()
     def _logits(self, X):
         check_is_fitted(self)
         X = validate_data(
@@ -556,16 +573,30 @@ class BatchNormMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- persistence and tags -------------------------------------------------
 
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: object's is __dict__ itself
-        # Rebuilt on load from net_, which skorch moves to an available device.
-        state.pop("_inference_module", None)
-        return state
+    _derived_attributes = ("history_", "_inference_module")
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "net_" in state:
-            self._inference_module = _inference_module(self.net_.module_)
+    def _network_arrays(self):
+        net = self.net_
+        return {
+            **net_state(net),
+            "incremental": "stopping" not in dict(net.callbacks_),
+            "class_weights": to_numpy(net.criterion_.weight),
+            "split_seed": getattr(net.train_split, "random_state", 0),
+        }
+
+    def _restore_network(self, saved):
+        hidden = tuple(int(size) for size in np.ravel(self.hidden_layer_sizes))
+        weights = saved["class_weights"]
+        net = self._build_net(
+            hidden=hidden,
+            optimizer=check_optimizer(self.optimizer),
+            device=str(loadable_device(self)),
+            n_classes=len(self.classes_),
+            weights=None if weights is None else torch.from_numpy(weights),
+            seed=saved["split_seed"],
+            incremental=saved["incremental"],
+        )
+        self._set_fitted(restore_net(net, saved), self.classes_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

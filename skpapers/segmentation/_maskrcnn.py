@@ -16,13 +16,20 @@ from skpapers.datasets._shapes import _check_instance_targets, _masks_to_boxes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation._model import MASK_LOSSES, ROI_OPS, build_maskrcnn
 from skpapers.utils import restore_on_error
-from skpapers.utils._torch import check_device, seeded, torch_seed
+from skpapers.utils._errors import names_estimator
+from skpapers.utils._persistence import (
+    ArraysOnSave,
+    loadable_device,
+    to_numpy,
+    to_torch,
+)
+from skpapers.utils._torch import check_device, seeded, torch_seed, worker_threads
 
 # Detections kept for scoring: the AP of COCO counts low-scored ones too.
 _SCORING_THRESHOLD = 0.05
 
 
-class MaskRCNNSegmenter(BaseEstimator):
+class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
     """Instance segmentation by Mask R-CNN, on torchvision's detection framework.
 
     Faster R-CNN with a mask branch (He et al., 2017): a backbone with a
@@ -162,7 +169,9 @@ class MaskRCNNSegmenter(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
+    @worker_threads()
     def fit(self, X, y):
         """Train the network on images ``X`` and their instances ``y``.
 
@@ -200,7 +209,7 @@ class MaskRCNNSegmenter(BaseEstimator):
             self.history_, self.n_iter_ = history, len(history)
         return self
 
-    def _build_model(self, n_classes):
+    def _build_model(self, n_classes, *, load_weights=True):
         backbone = "small"
         if self.backbone == "resnet50_fpn":
             backbone = resnet_fpn_backbone(
@@ -218,7 +227,7 @@ class MaskRCNNSegmenter(BaseEstimator):
             image_size=self.image_size,
             score_threshold=_SCORING_THRESHOLD,
         )
-        if self.weights is not None:
+        if load_weights and self.weights is not None:
             _load_weights(model, self.weights)
         return model
 
@@ -269,6 +278,7 @@ class MaskRCNNSegmenter(BaseEstimator):
             epochs.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         return history
 
+    @names_estimator
     def predict(self, X):
         """Instances found in each image.
 
@@ -287,6 +297,7 @@ class MaskRCNNSegmenter(BaseEstimator):
         """
         return self._predict(X, self.score_threshold)
 
+    @worker_threads()
     def _predict(self, X, threshold):
         check_is_fitted(self)
         images = _check_images(X)
@@ -315,6 +326,7 @@ class MaskRCNNSegmenter(BaseEstimator):
                     )
         return predictions
 
+    @names_estimator
     def score(self, X, y):
         """COCO mask AP@[.5:.95] of the predictions on ``X`` against ``y``.
 
@@ -332,6 +344,18 @@ class MaskRCNNSegmenter(BaseEstimator):
             detection scored at least 0.05.
         """
         return mask_average_precision(y, self._predict(X, _SCORING_THRESHOLD))
+
+    _network_attribute = "model_"
+
+    def _network_arrays(self):
+        return to_numpy(self.model_.state_dict())
+
+    def _restore_network(self, saved):
+        device = loadable_device(self)
+        with torch.random.fork_rng():  # the fresh weights are overwritten at once
+            model = self._build_model(len(self.classes_), load_weights=False)
+        model.load_state_dict(to_torch(saved))
+        self.model_ = model.to(device).eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -376,6 +400,11 @@ def _check_images(X):
         raise ValueError("X holds no images: at least one is needed.")
     checked = []
     for i, image in enumerate(images):
+        if image.dtype.kind not in "biuf":
+            raise TypeError(
+                f"X[{i}] has dtype {image.dtype}; images must be uint8 or float in "
+                "[0, 1]."
+            )
         if image.ndim == 3 and image.shape[-1] == 1:
             image = image[..., 0]
         if image.ndim == 2:

@@ -1,5 +1,6 @@
 """RMLSequencePredictor: sequence-to-sequence learning by reward-augmented ML."""
 
+from collections.abc import Hashable
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,12 +19,20 @@ from skpapers.metrics import edit_error_rate
 from skpapers.sequence._modules import PAD, Seq2Seq, beam_search
 from skpapers.sequence._payoff import sample_payoff_batch
 from skpapers.utils import restore_on_error
+from skpapers.utils._errors import names_estimator
+from skpapers.utils._persistence import (
+    ArraysOnSave,
+    loadable_device,
+    net_state,
+    restore_net,
+)
 from skpapers.utils._torch import (
     OPTIMIZERS,
     check_device,
     check_optimizer,
     seeded,
     torch_seed,
+    worker_threads,
 )
 
 # Ids of the vocabularies: 0 pads both; the source has an unknown token and
@@ -180,7 +189,7 @@ def _decode(module, source, source_lengths, *, device, beam_size, max_length):
     return results
 
 
-class RMLSequencePredictor(BaseEstimator):
+class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
     """Sequence-to-sequence predictor trained by reward-augmented ML.
 
     An attention encoder-decoder (:class:`~skpapers.sequence.Seq2Seq`)
@@ -363,7 +372,9 @@ class RMLSequencePredictor(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
+    @worker_threads()
     def fit(self, X, y):
         """Learn to map each sequence of ``X`` to its sequence in ``y``.
 
@@ -486,6 +497,8 @@ class RMLSequencePredictor(BaseEstimator):
             n_target_tokens=len(self.target_vocabulary_),
         )
 
+    @names_estimator
+    @worker_threads()
     def predict(self, X):
         """Most probable output sequence of each input, by beam search.
 
@@ -517,6 +530,7 @@ class RMLSequencePredictor(BaseEstimator):
             return ["".join(map(str, tokens)) for tokens in outputs]
         return outputs
 
+    @names_estimator
     def score(self, X, y):
         """``1 - edit_error_rate(y, predict(X))``: higher is better.
 
@@ -534,6 +548,17 @@ class RMLSequencePredictor(BaseEstimator):
         """
         y = _check_sequences(y, "y")
         return 1.0 - edit_error_rate([list(s) for s in y], self.predict(X))
+
+    _derived_attributes = ("history_",)
+
+    def _network_arrays(self):
+        return net_state(self.net_)
+
+    def _restore_network(self, saved):
+        device = str(loadable_device(self))
+        net = self._build_net(check_optimizer(self.optimizer), device, None, 0)
+        self.net_ = restore_net(net, saved)
+        self.history_ = self.net_.history
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -584,12 +609,17 @@ def _check_sequences(sequences, name, *, allow_empty_list=False):
             continue
         if not isinstance(sequence, (list, tuple, np.ndarray)):
             raise TypeError(
-                f"{name}[{i}] is a {type(sequence).__name__}; each element of {name} "
-                "must be a string or a list of tokens."
+                f"{name}[{i}] is of type {type(sequence).__name__}; each element of "
+                f"{name} must be a string or a list of tokens."
             )
         for token in sequence:
             if isinstance(token, float) and np.isnan(token):
                 raise ValueError(f"{name}[{i}] holds NaN, which is not a token.")
+            if not isinstance(token, Hashable):
+                raise TypeError(
+                    f"{name}[{i}] holds a token of type {type(token).__name__}; "
+                    "tokens must be hashable (strings, numbers, tuples)."
+                )
     return sequences
 
 

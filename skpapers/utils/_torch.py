@@ -1,6 +1,8 @@
 """Torch glue shared by the estimators: devices, seeding and threads."""
 
 import contextlib
+import os
+import sys
 
 import numpy as np
 import torch
@@ -101,3 +103,27 @@ def check_optimizer(optimizer):
             f"subclass; got {optimizer!r}."
         )
     return resolved
+
+
+@contextlib.contextmanager
+def worker_threads():
+    """On a dask worker, run the block on the worker's share of torch threads.
+
+    A dask worker runs one task per worker thread, and its nanny sets
+    ``OMP_NUM_THREADS`` (1 unless configured through dask's
+    ``distributed.nanny.pre-spawn-environ``) so that each task's BLAS does not
+    claim every core; torch's threads follow the same count. The count is set
+    for the worker's process and not restored: tasks on other threads of the
+    worker share it. Outside a dask worker, torch's thread count is left alone.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:  # not imported: not on a worker
+        try:
+            distributed.get_worker()
+        except ValueError:
+            pass
+        else:
+            threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+    yield
