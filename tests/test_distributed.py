@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from test_contract import CASES, NAMES
 
-from skpapers.utils._torch import worker_threads
+from skpapers.utils._torch import use_worker_threads
 
 distributed = pytest.importorskip("distributed")
 
@@ -51,13 +51,13 @@ def test_grid_search_on_a_dask_cluster_matches_one_process(client, name):
 
 def _threads_in_a_task():
     torch.set_num_threads(2)  # as a worker started without dask's nanny has
-    with worker_threads():
-        return torch.get_num_threads()
+    use_worker_threads()
+    return torch.get_num_threads()
 
 
 def test_torch_on_a_worker_takes_the_workers_thread_share(client):
     # dask's nanny sets OMP_NUM_THREADS=1 on each worker process by default
     assert client.submit(_threads_in_a_task, pure=False).result() == 1
     before = torch.get_num_threads()
-    with worker_threads():  # not on a worker: left alone
-        assert torch.get_num_threads() == before
+    use_worker_threads()  # not on a worker: left alone
+    assert torch.get_num_threads() == before

@@ -35,7 +35,7 @@ from skpapers.utils._torch import (
     check_optimizer,
     seeded,
     torch_seed,
-    worker_threads,
+    use_worker_threads,
 )
 
 # Rows per forward pass at inference: bounds memory, not results.
@@ -261,7 +261,6 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    @worker_threads()
     def fit(self, X, y):
         """Train the network on ``X``, ``y`` from new random weights.
 
@@ -277,6 +276,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         self : BatchNormMLPClassifier
             The fitted classifier.
         """
+        use_worker_threads()
         with restore_on_error(self):
             hidden, optimizer, device = self._check_params()
             X, y = self._validate_Xy(X, y, reset=True)
@@ -303,13 +303,12 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                     f"BatchNormMLPClassifier: max_epochs={self.max_epochs} reached "
                     "before the loss settled; raise max_epochs or tol.",
                     ConvergenceWarning,
-                    stacklevel=2,
+                    stacklevel=4,  # past _fit_context and names_estimator: the caller
                 )
         return self
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    @worker_threads()
     def partial_fit(self, X, y, classes=None):
         """Train one epoch on ``X``, ``y``, starting from the current weights.
 
@@ -328,6 +327,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         self : BatchNormMLPClassifier
             The updated classifier.
         """
+        use_worker_threads()
         with restore_on_error(self):
             hidden, optimizer, device = self._check_params()
             first = not hasattr(self, "net_")
@@ -551,8 +551,8 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
 
-    @worker_threads()
     def _logits(self, X):
+        use_worker_threads()
         check_is_fitted(self)
         X = validate_data(
             self,

@@ -23,7 +23,7 @@ from skpapers.utils._persistence import (
     to_numpy,
     to_torch,
 )
-from skpapers.utils._torch import check_device, seeded, torch_seed, worker_threads
+from skpapers.utils._torch import check_device, seeded, torch_seed, use_worker_threads
 
 # Detections kept for scoring: the AP of COCO counts low-scored ones too.
 _SCORING_THRESHOLD = 0.05
@@ -171,7 +171,6 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    @worker_threads()
     def fit(self, X, y):
         """Train the network on images ``X`` and their instances ``y``.
 
@@ -190,6 +189,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         self : MaskRCNNSegmenter
             The fitted segmenter.
         """
+        use_worker_threads()
         with restore_on_error(self):
             device = check_device(self.device)
             images = _check_images(X)
@@ -297,8 +297,8 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         """
         return self._predict(X, self.score_threshold)
 
-    @worker_threads()
     def _predict(self, X, threshold):
+        use_worker_threads()
         check_is_fitted(self)
         images = _check_images(X)
         device = next(self.model_.parameters()).device

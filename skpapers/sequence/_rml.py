@@ -32,7 +32,7 @@ from skpapers.utils._torch import (
     check_optimizer,
     seeded,
     torch_seed,
-    worker_threads,
+    use_worker_threads,
 )
 
 # Ids of the vocabularies: 0 pads both; the source has an unknown token and
@@ -374,7 +374,6 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    @worker_threads()
     def fit(self, X, y):
         """Learn to map each sequence of ``X`` to its sequence in ``y``.
 
@@ -391,6 +390,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         self : RMLSequencePredictor
             The fitted predictor.
         """
+        use_worker_threads()
         with restore_on_error(self):
             optimizer = check_optimizer(self.optimizer)
             device = str(check_device(self.device))
@@ -498,7 +498,6 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         )
 
     @names_estimator
-    @worker_threads()
     def predict(self, X):
         """Most probable output sequence of each input, by beam search.
 
@@ -512,6 +511,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         list of str or of lists
             One output per input, of the kind ``y`` was in fit.
         """
+        use_worker_threads()
         check_is_fitted(self)
         X = _check_sequences(X, "X", allow_empty_list=True)
         if not X:

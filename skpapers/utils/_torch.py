@@ -105,25 +105,23 @@ def check_optimizer(optimizer):
     return resolved
 
 
-@contextlib.contextmanager
-def worker_threads():
-    """On a dask worker, run the block on the worker's share of torch threads.
+def use_worker_threads():
+    """On a dask worker, set torch's thread count to the worker's share.
 
     A dask worker runs one task per worker thread, and its nanny sets
     ``OMP_NUM_THREADS`` (1 unless configured through dask's
     ``distributed.nanny.pre-spawn-environ``) so that each task's BLAS does not
     claim every core; torch's threads follow the same count. The count is set
-    for the worker's process and not restored: tasks on other threads of the
-    worker share it. Outside a dask worker, torch's thread count is left alone.
+    for the worker's process, whose tasks share it, and is not restored.
+    Outside a dask worker, torch's thread count is left alone.
     """
     distributed = sys.modules.get("distributed")
-    if distributed is not None:  # not imported: not on a worker
-        try:
-            distributed.get_worker()
-        except ValueError:
-            pass
-        else:
-            threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-    yield
+    if distributed is None:  # not imported: not on a worker
+        return
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

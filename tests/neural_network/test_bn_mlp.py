@@ -278,8 +278,9 @@ def test_training_stops_when_the_loss_settles(data):
         warnings.simplefilter("error", ConvergenceWarning)
         clf.fit(X, y)
     assert 3 < clf.n_iter_ < 500
-    with pytest.warns(ConvergenceWarning, match="max_epochs=2 reached"):
+    with pytest.warns(ConvergenceWarning, match="max_epochs=2 reached") as record:
         BatchNormMLPClassifier(**{**FAST, "max_epochs": 2}).fit(X, y)
+    assert record[0].filename == __file__  # the warning points at the call
 
 
 def test_early_stopping_keeps_a_validation_history(data):
