@@ -1,12 +1,15 @@
 """The ``skpapers`` command: reproduce the papers' headline experiments."""
 
 import argparse
+import math
+import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from skpapers import __version__
-from skpapers._reproduce import registered_experiments, write_report
+from skpapers._reproduce import registered_experiments, verdict, write_report
 
 
 def _parser(names):
@@ -23,13 +26,17 @@ def _parser(names):
         help="run the papers' headline experiments and write a report",
         description=(
             "Run each paper's headline experiment on data available offline, "
-            "print the results and write report.md with PNG figures."
+            "print the results and write report.md and report.html, each with "
+            "a summary of the papers' claims against the measurements, and "
+            "the figures as PNG files."
         ),
     )
     reproduce.add_argument(
         "experiments",
         nargs="*",
-        default=["all"],
+        # A string, not ["all"]: Python 3.11's argparse checks a list default
+        # against the choices as one value, and refuses it.
+        default="all",
         choices=[*names, "all"],
         metavar="EXPERIMENT",
         help=f"which to run: {', '.join(names)} or all (default: all)",
@@ -41,7 +48,7 @@ def _parser(names):
         "--out",
         type=Path,
         default=Path("skpapers-report"),
-        help="folder for report.md and the figures (default: skpapers-report)",
+        help="folder for the reports and the figures (default: skpapers-report)",
     )
     reproduce.add_argument(
         "--seed", type=int, default=0, help="random seed (default: 0)"
@@ -57,23 +64,60 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    chosen = list(experiments) if "all" in args.experiments else args.experiments
+    requested = (
+        [args.experiments] if isinstance(args.experiments, str) else args.experiments
+    )
+    names = list(experiments) if "all" in requested else dict.fromkeys(requested)
+    chosen = [experiments[name] for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
+    print(_plan(chosen, args.quick), flush=True)
     runs = []
-    for name in dict.fromkeys(chosen):
-        exp = experiments[name]
+    for k, exp in enumerate(chosen, start=1):
+        expected = exp.expected(args.quick)
+        about = "no estimate" if expected is None else f"expected ~{expected:.0f} s"
+        print(f"[{k}/{len(chosen)}] {exp.name} ({about})", flush=True)
         print(f"== {exp.title} ({exp.paper})", flush=True)
         start = time.perf_counter()
         result = exp.run(quick=args.quick, out_dir=args.out, random_state=args.seed)
-        for table in result.tables:
-            print(table.to_text(), end="\n\n")
-        for note in result.notes:
-            print(f"* {note}")
-        print(f"[{name}: {time.perf_counter() - start:.1f} s]\n", flush=True)
+        _print_result(result)
+        print(f"[{exp.name}: {time.perf_counter() - start:.1f} s]\n", flush=True)
         runs.append((exp, result))
-    report = write_report(args.out / "report.md", runs)
-    print(f"Report written to {report}")
+    command = shlex.join(["skpapers", *(sys.argv[1:] if argv is None else argv)])
+    reports = write_report(args.out / "report.md", runs, command=command)
+    counts = Counter(
+        verdict(claim.holds) for _, result in runs for claim in result.claims
+    )
+    print(
+        f"Claims: {counts['yes']} hold, {counts['no']} do not, "
+        f"{counts['unclear']} unclear."
+    )
+    print("Report written to " + " and ".join(str(report) for report in reports))
     return 0
+
+
+def _print_result(result):
+    for table in result.tables:
+        print(table.to_text(), end="\n\n")
+    for note in result.notes:
+        print(f"* {note}")
+    for claim in result.claims:
+        print(
+            f"+ {claim.claim} [{verdict(claim.holds)}]: paper {claim.paper_value}; "
+            f"ours {claim.ours}"
+        )
+
+
+def _plan(chosen, quick):
+    """What will run and for about how long, said before it starts."""
+    kind = "quick" if quick else "full"
+    names = ", ".join(exp.name for exp in chosen)
+    known = [exp.expected(quick) for exp in chosen if exp.expected(quick) is not None]
+    unknown = [exp.name for exp in chosen if exp.expected(quick) is None]
+    minutes = max(1, math.ceil(sum(known) / 60))
+    plan = f"Running {names} ({kind}); expected time: about {minutes} min on 2 cores"
+    if unknown:
+        plan += f", not counting {', '.join(unknown)} (no estimate)"
+    return plan
 
 
 if __name__ == "__main__":

@@ -3,11 +3,17 @@
 Each estimator's subpackage registers its experiment in a module named
 ``_experiment`` with the :func:`experiment` decorator; the registry imports
 those modules when asked, so adding a paper needs no change here.
+:func:`write_report` turns what the experiments measured into ``report.md``
+and a self-contained ``report.html``.
 """
 
+import base64
+import html
 import importlib
+import mimetypes
 import pkgutil
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 
@@ -57,12 +63,36 @@ def _cell(value):
 
 
 @dataclass
+class Claim:
+    """One of a paper's claims next to what an experiment measured.
+
+    ``holds`` is True when our measurement agrees with the claim, False when
+    it contradicts it and None when the run cannot tell (one seed, a tie).
+    The experiment derives it from its numbers.
+    """
+
+    claim: str
+    paper_value: str
+    ours: str
+    holds: bool | None = None
+
+
+_VERDICTS = {True: "yes", False: "no", None: "unclear"}
+
+
+def verdict(holds):
+    """``"yes"``, ``"no"`` or ``"unclear"`` for a :attr:`Claim.holds`."""
+    return _VERDICTS[holds]
+
+
+@dataclass
 class Result:
-    """What one experiment measured: tables, figure files and notes."""
+    """What one experiment measured: claims, tables, figure files and notes."""
 
     tables: list = field(default_factory=list)
     figures: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    claims: list = field(default_factory=list)
 
 
 @dataclass
@@ -70,23 +100,41 @@ class Experiment:
     """A paper's headline experiment.
 
     ``run(quick=..., out_dir=..., random_state=...)`` returns a :class:`Result`;
-    figures are written into ``out_dir``.
+    figures are written into ``out_dir``. ``expected_seconds`` is
+    ``(quick, full)``, the run's time on two CPU cores, or None if unknown.
     """
 
     name: str
     title: str
     paper: str
     run: callable
+    expected_seconds: tuple | None = None
+
+    def expected(self, quick):
+        """Expected seconds of a quick or full run, or None."""
+        if self.expected_seconds is None:
+            return None
+        return self.expected_seconds[0 if quick else 1]
 
 
 _REGISTRY = {}
 
 
-def experiment(name, *, title, paper):
-    """Register the decorated function as the experiment ``name``."""
+def experiment(name, *, title, paper, expected_seconds=None):
+    """Register the decorated function as the experiment ``name``.
+
+    ``expected_seconds`` is ``(quick, full)``: how long the run takes on two
+    CPU cores, announced before it starts.
+    """
 
     def register(run):
-        _REGISTRY[name] = Experiment(name=name, title=title, paper=paper, run=run)
+        _REGISTRY[name] = Experiment(
+            name=name,
+            title=title,
+            paper=paper,
+            run=run,
+            expected_seconds=expected_seconds,
+        )
         return run
 
     return register
@@ -106,10 +154,56 @@ def registered_experiments():
     return dict(sorted(_REGISTRY.items()))
 
 
-def write_report(path, runs):
-    """Write ``report.md`` for ``runs``, a list of (Experiment, Result) pairs."""
+def claims_table(runs):
+    """The claims of every run, one row each, as a :class:`Table`."""
+    return Table(
+        "Claims: the papers against our runs",
+        ["paper", "claim", "paper's number", "ours", "holds"],
+        [row for _, row in _claim_rows(runs)],
+    )
+
+
+def _claim_rows(runs):
+    """(experiment, row) per claim; a run that measured none gets a row saying so."""
+    for exp, result in runs:
+        paper = f"{exp.title} ({exp.paper.split(', ')[0]})"
+        if not result.claims:
+            yield exp, [paper, "none measured: see its section", "", "", ""]
+        for claim in result.claims:
+            yield (
+                exp,
+                [
+                    paper,
+                    claim.claim,
+                    claim.paper_value,
+                    claim.ours,
+                    verdict(claim.holds),
+                ],
+            )
+
+
+def write_report(path, runs, *, command=None):
+    """Write ``report.md`` at ``path`` and ``report.html`` next to it.
+
+    ``runs`` is a list of (Experiment, Result) pairs; ``command``, if given,
+    the command line that ran them. The Markdown links the figures by file
+    name; the HTML page embeds them, so it can be sent on its own. Returns
+    the paths of both.
+    """
     path = Path(path)
+    path.write_text(_markdown(runs, command))
+    html_path = path.with_suffix(".html")
+    html_path.write_text(_html(runs, command))
+    return path, html_path
+
+
+def _markdown(runs, command):
     lines = ["# skpapers: reproduction report", ""]
+    if command:
+        lines += [f"`{command}`", ""]
+    summary = claims_table(runs)
+    summary.rows = [[_md_escape(_cell(c)) for c in row] for row in summary.rows]
+    lines += [summary.to_markdown(), ""]
     for exp, result in runs:
         lines += [f"## {exp.title}", "", f"*{exp.paper}*", ""]
         for table in result.tables:
@@ -119,5 +213,108 @@ def write_report(path, runs):
             lines += [f"![{figure.stem}]({figure.name})", ""]
         lines += [f"- {note}" for note in result.notes]
         lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)
+
+
+def _md_escape(text):
+    # a pipe in a cell would end it
+    return text.replace("|", "\\|")
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto;
+  padding: 0 1rem; line-height: 1.45; color: #1b1b1b; }
+h1 { font-size: 1.6rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; }
+code { background: #f3f3f3; padding: 0 0.25em; }
+.paper { font-style: italic; color: #444; }
+.scroll { overflow-x: auto; margin: 0 0 1rem; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+.table-title { font-weight: bold; margin: 1.2rem 0 0.3rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left;
+  vertical-align: top; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; }
+td.yes { background: #dff3e0; } td.no { background: #f9dcdc; }
+td.unclear { background: #f1f1f1; color: #555; }
+figure { margin: 1rem 0; } img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85rem; color: #555; }
+"""
+
+
+def _html(runs, command):
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>skpapers: reproduction report</title>",
+        f"<style>{_CSS}</style></head>",
+        "<body>",
+        "<h1>skpapers: reproduction report</h1>",
+    ]
+    if command:
+        parts.append(f"<p><code>{html.escape(command)}</code></p>")
+    parts.append(_html_claims(runs))
+    for exp, result in runs:
+        parts += [
+            f'<section id="{html.escape(exp.name)}">',
+            f"<h2>{html.escape(exp.title)}</h2>",
+            f'<p class="paper">{html.escape(exp.paper)}</p>',
+            *(_html_table(table) for table in result.tables),
+            *(_html_figure(Path(figure)) for figure in result.figures),
+        ]
+        if result.notes:
+            parts.append("<ul>")
+            parts += [f"<li>{html.escape(note)}</li>" for note in result.notes]
+            parts.append("</ul>")
+        parts.append("</section>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _html_claims(runs):
+    """The claims table: verdicts coloured, each paper once, linking its section."""
+    rows = []
+    for name, group in groupby(_claim_rows(runs), key=lambda pair: pair[0].name):
+        group = [row for _, row in group]
+        for i, (paper, *cells, holds) in enumerate(group):
+            row = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+            row += f'<td class="{holds}">{html.escape(holds)}</td>'
+            if i == 0:
+                link = f'<a href="#{html.escape(name)}">{html.escape(paper)}</a>'
+                row = f'<td rowspan="{len(group)}">{link}</td>' + row
+            rows.append(f"<tr>{row}</tr>")
+    summary = claims_table([])
+    return _html_table_markup(summary.title, summary.columns, rows)
+
+
+def _html_table(table):
+    rows = [
+        "<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>"
+        for row in table.rows
+    ]
+    return _html_table_markup(table.title, table.columns, rows)
+
+
+def _html_table_markup(title, columns, rows):
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
+    return "\n".join(
+        [
+            f'<p class="table-title">{html.escape(title)}</p>',
+            '<div class="scroll"><table>',
+            f"<thead><tr>{head}</tr></thead>",
+            "<tbody>",
+            *rows,
+            "</tbody></table></div>",
+        ]
+    )
+
+
+def _html_figure(figure):
+    """The figure as an ``<img>`` with its bytes inline, as a data: URI."""
+    mime = mimetypes.guess_type(figure.name)[0] or "application/octet-stream"
+    data = base64.b64encode(figure.read_bytes()).decode("ascii")
+    name = html.escape(figure.name)
+    return (
+        f'<figure><img src="data:{mime};base64,{data}" alt="{name}">'
+        f"<figcaption>{name}</figcaption></figure>"
+    )

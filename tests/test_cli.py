@@ -1,13 +1,26 @@
 """The skpapers command."""
 
+import base64
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from skpapers import __version__
+from skpapers import __version__, _cli
 from skpapers._cli import main
-from skpapers._reproduce import Table, registered_experiments
+from skpapers._reproduce import (
+    Claim,
+    Experiment,
+    Result,
+    Table,
+    registered_experiments,
+)
+
+# The smallest PNG: one white pixel.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 def test_version(capsys):
@@ -41,6 +54,11 @@ def test_reproduce_nmf_prints_and_writes_a_report(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     assert "## Non-negative matrix factorization" in report
     assert "| Frobenius error | 4.501 | 4.501 |" in report
+    # Theorem 1, the additive rule at the multiplicative step, the worked example
+    claims = _summary_rows(report)
+    assert len(claims) == 3
+    assert [holds for *_, holds in claims] == ["yes"] * 3
+    assert claims[2][2:4] == ["4.501 (the seed's worked example)", "4.501"]
     for figure in ("nmf_loss_curves.png", "nmf_digit_parts.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
         assert f"]({figure})" in report
@@ -80,6 +98,10 @@ def test_reproduce_rml_prints_and_writes_a_report(tmp_path, capsys):
     assert re.search(r"training\s+tau\s+phonemes edited\s+PER %", printed)
     report = (tmp_path / "report.md").read_text()
     assert "## Reward-augmented maximum likelihood" in report
+    # One seed measures no spread: whether RML beats ML is left open.
+    [(_, claim, paper, _, holds)] = _summary_rows(report)
+    assert claim.startswith("RML (tau > 0) has a lower error rate")
+    assert "ML about 21" in paper and holds == "unclear"
     rows = re.findall(
         r"^\| (ML|RML) \| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|", report, re.M
     )
@@ -119,6 +141,16 @@ def test_reproduce_maskrcnn_prints_and_writes_a_report(tmp_path, capsys):
     assert re.search(r"table\s+variant\s+AP \(mean\)\s+AP50\s+AP75", printed)
     report = (tmp_path / "report.md").read_text()
     assert "## Mask R-CNN" in report
+    claims = _summary_rows(report)
+    assert [claim for _, claim, *_ in claims] == [
+        "RoIAlign > RoIWarp > RoIPool in mask AP",
+        "sigmoid masks > softmax masks in mask AP",
+    ]
+    assert [paper for _, _, paper, *_ in claims] == [
+        "30.3 > 27.2 > 26.9 (COCO)",
+        "30.3 > 24.8 (COCO)",
+    ]
+    assert {holds for *_, holds in claims} == {"unclear"}  # one seed
     rows = re.findall(
         r"^\| ([\w, ]+) \| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|.* \| "
         r"([\d.]+) \| ([^|]*) \|$",
@@ -144,3 +176,189 @@ def test_table_renders_as_text_and_markdown():
         "| x | True |",
     ]
     assert table.to_text().splitlines()[2] == "a  b     "
+
+
+def _summary_rows(report):
+    """The cells of report.md's claims table, which comes before any section."""
+    summary = report.split("\n## ")[0]
+    assert "| paper | claim | paper's number | ours | holds |" in summary
+    rows = re.findall(r"^\|.*\|$", summary, re.M)[2:]
+    return [
+        [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows
+    ]
+
+
+def _tiny_experiment(name, claims, expected_seconds=(2, 90)):
+    """An experiment that runs in no time: a table, a one-pixel figure, claims."""
+
+    def run(*, quick, out_dir, random_state):
+        figure = out_dir / f"{name}.png"
+        figure.write_bytes(PNG)
+        table = Table("Sizes <in mm>", ["what", "mm"], [["a & b", 1.5]])
+        return Result(
+            tables=[table], figures=[figure], notes=["<b>not bold</b>"], claims=claims
+        )
+
+    return Experiment(
+        name,
+        title=f"Tiny {name}",
+        paper=f"Doe & Roe (2024), The {name} paper",
+        run=run,
+        expected_seconds=expected_seconds,
+    )
+
+
+@pytest.fixture
+def tiny_experiments(monkeypatch):
+    experiments = {
+        "one": _tiny_experiment(
+            "one",
+            [
+                Claim("x < y", "1 < 2", "3 < 4", holds=True),
+                Claim("a | b", "5", "6", holds=None),
+            ],
+        ),
+        "two": _tiny_experiment("two", [Claim("z", "7", "8", holds=False)]),
+        "three": _tiny_experiment("three", [], expected_seconds=None),
+    }
+    monkeypatch.setattr(_cli, "registered_experiments", lambda: experiments)
+    return experiments
+
+
+def test_reproduce_runs_all_by_default_and_says_how_long(
+    tiny_experiments, tmp_path, capsys
+):
+    assert main(["reproduce", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "Running one, two, three (full); expected time: about 3 min on 2 cores, "
+        "not counting three (no estimate)"
+    )
+    progress = [line for line in lines if re.match(r"\[\d/\d\] ", line)]
+    assert progress == [
+        "[1/3] one (expected ~90 s)",
+        "[2/3] two (expected ~90 s)",
+        "[3/3] three (no estimate)",
+    ]
+    assert "Claims: 1 hold, 1 do not, 1 unclear." in lines
+    assert main(["reproduce", "two", "--quick", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith(
+        "Running two (quick); expected time: about 1 min on 2 cores\n"
+        "[1/1] two (expected ~2 s)\n"
+    )
+
+
+def test_report_md_begins_with_the_claims(tiny_experiments, tmp_path):
+    assert main(["reproduce", "one", "two", "three", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith(
+        "# skpapers: reproduction report\n\n"
+        "`skpapers reproduce one two three --out " + str(tmp_path) + "`\n\n"
+        "**Claims: the papers against our runs**\n"
+    )
+    assert _summary_rows(report) == [
+        ["Tiny one (Doe & Roe (2024))", "x < y", "1 < 2", "3 < 4", "yes"],
+        ["Tiny one (Doe & Roe (2024))", "a \\| b", "5", "6", "unclear"],
+        ["Tiny two (Doe & Roe (2024))", "z", "7", "8", "no"],
+        ["Tiny three (Doe & Roe (2024))", "none measured: see its section", "", "", ""],
+    ]
+    assert report.index("## Tiny one") < report.index("## Tiny two")
+    assert "![one](one.png)" in report
+
+
+def test_report_html_is_self_contained(tiny_experiments, tmp_path):
+    assert main(["reproduce", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    for external in ('src="http', "src='http", "<link", "<script", "url(", "@import"):
+        assert external not in page
+    images = re.findall(r"<img\b[^>]*>", page)
+    assert len(images) == len(tiny_experiments)
+    for image in images:
+        data = re.fullmatch(
+            r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*">', image
+        )
+        assert base64.b64decode(data[1]) == PNG
+    # the same content as the Markdown, with its text escaped
+    assert '<td class="yes">yes</td>' in page and '<td class="no">no</td>' in page
+    assert "<td>x &lt; y</td>" in page and "<td>a | b</td>" in page
+    assert '<p class="table-title">Sizes &lt;in mm&gt;</p>' in page
+    assert "<td>a &amp; b</td><td>1.5</td>" in page
+    assert "<li>&lt;b&gt;not bold&lt;/b&gt;</li>" in page
+    assert page.index("<h2>Tiny one</h2>") < page.index("<h2>Tiny two</h2>")
+    assert (
+        '<td rowspan="2"><a href="#one">Tiny one (Doe &amp; Roe (2024))</a></td>'
+        in page
+    )
+    assert '<section id="one">' in page
+
+
+def test_bn_claims_are_computed_from_the_steps():
+    from skpapers.neural_network._experiment import NETS, _claims
+
+    def curves(reached_at):
+        # accuracy 1 from step `reached_at` on, 0 before; None: never
+        steps = list(range(0, 101, 10))
+        return SimpleNamespace(
+            steps_=steps,
+            accuracy_=[
+                float(reached_at is not None and s >= reached_at) for s in steps
+            ],
+        )
+
+    def holds(with_bn, x5, plain):
+        at = {"with BN": with_bn, "BN-x5": x5}
+        nets = {label: curves(at.get(label, plain)) for label in NETS}
+        return [claim.holds for claim in _claims(nets)]
+
+    assert holds(20, 10, None) == [True, True]
+    assert holds(20, 30, 10) == [False, False]
+    assert holds(20, 20, 20) == [None, None]  # ties at the evaluation steps
+    assert holds(None, None, None) == [None, None]
+    assert holds(None, 10, 50) == [False, True]
+
+
+def test_maskrcnn_and_rml_claims_are_computed_from_the_scores():
+    from skpapers.segmentation._experiment import VARIANTS
+    from skpapers.segmentation._experiment import _claims as maskrcnn_claims
+    from skpapers.sequence._experiment import TAUS
+    from skpapers.sequence._experiment import _claims as rml_claims
+
+    def ap(values, n_seeds):
+        # mask AP, AP50 and AP75 of every variant, the same over seeds
+        return {
+            name: np.tile([value, 0.0, 0.0], (n_seeds, 1)) + np.arange(n_seeds)[:, None]
+            for (_, name, _, _), value in zip(VARIANTS, values, strict=True)
+        }
+
+    # align, softmax, pool, warp, class-agnostic
+    ordered = maskrcnn_claims(ap([30, 25, 26, 27, 29], n_seeds=3))
+    assert [claim.holds for claim in ordered] == [True, True]
+    assert ordered[1].ours == (
+        "sigmoid masks 31.0 ± 1.0, softmax masks 26.0 ± 1.0 (make_shapes, 3 seeds)"
+    )
+    swapped = maskrcnn_claims(ap([30, 31, 28, 27, 29], n_seeds=3))
+    assert [claim.holds for claim in swapped] == [False, False]
+    assert [c.holds for c in maskrcnn_claims(ap([30, 25, 26, 27, 29], 1))] == [
+        None,
+        None,
+    ]
+
+    def per(ml, rml, n_seeds):
+        return {
+            tau: np.full(n_seeds, ml if tau == 0 else rml) + np.arange(n_seeds)
+            for tau in TAUS
+        }
+
+    assert rml_claims(per(21, 18, 3))[0].holds is True
+    assert rml_claims(per(18, 21, 3))[0].holds is False
+    assert rml_claims(per(21, 18, 1))[0].holds is None
+
+
+def test_nmf_claims_are_computed_from_the_curves():
+    from skpapers.decomposition._experiment import SOLVERS, _claims
+
+    falling = np.array([4.0, 3.0, 2.0])
+    curves = dict.fromkeys(SOLVERS, falling)
+    assert [claim.holds for claim in _claims(curves, 4.501)] == [True, True, True]
+    curves["mu"] = np.array([4.0, 3.0, 3.5])
+    assert [claim.holds for claim in _claims(curves, 4.6)] == [False, False, False]

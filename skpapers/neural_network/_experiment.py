@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback
 
-from skpapers._reproduce import Result, Table, experiment
+from skpapers._reproduce import Claim, Result, Table, experiment
 from skpapers.neural_network._bn_mlp import BatchNormMLPClassifier
 from skpapers.utils._plotting import PLOT_HINT, optional_pyplot, save_figure
 from skpapers.utils._torch import torch_threads
@@ -115,6 +115,8 @@ class HeldOutCurves(Callback):
         "Ioffe & Szegedy (2015), Batch Normalization: Accelerating Deep Network "
         "Training by Reducing Internal Covariate Shift"
     ),
+    # Measured with --seed 0 on two CPU cores: quick 2.8 s, full 8.8 s.
+    expected_seconds=(3, 9),
 )
 def run(*, quick, out_dir, random_state):
     """Figure 1 on the digits: test accuracy and a sigmoid's input over steps."""
@@ -137,6 +139,7 @@ def run(*, quick, out_dir, random_state):
     result = Result()
     result.tables.append(_steps_table(curves, data, epochs=epochs, every=every))
     result.notes += _notes(curves, data)
+    result.claims += _claims(curves)
     if plt is None:
         result.notes.append(f"Figures skipped: {PLOT_HINT}.")
         return result
@@ -236,6 +239,51 @@ def _notes(curves, data):
             f"{high[-1] - low[-1]:.2f}."
         )
     return notes
+
+
+def _claims(curves):
+    """Fewer steps to 90% with BN, and fewer still at 5x the rate.
+
+    The paper's numbers are the steps to Inception's 72.2% on ImageNet
+    (Figure 3 of the paper).
+    """
+    level = LEVELS[0]
+    normed = steps_to(curves["with BN"], level)
+    faster = steps_to(curves["BN-x5"], level)
+    plain = [
+        steps_to(curves[label], level)
+        for label, (batch_norm, _) in NETS.items()
+        if not batch_norm
+    ]
+    quickest = min((step for step in plain if step is not None), default=None)
+    n_steps = curves["with BN"].steps_[-1]
+
+    def when(step):
+        return f"not reached in {n_steps} steps" if step is None else f"step {step}"
+
+    return [
+        Claim(
+            "Batch normalization reaches an accuracy in fewer training steps",
+            "72.2%: 13.3M steps with BN, 31.0M without (ImageNet)",
+            f"{level:.0%} on the digits: {when(normed)} with BN, {when(quickest)} "
+            f"without (the quickest of {len(plain)} rates)",
+            holds=_fewer_steps(normed, quickest),
+        ),
+        Claim(
+            "Batch normalization allows a higher rate, which trains faster",
+            "72.2%: 2.1M steps at 5x the rate, 13.3M at 1x",
+            f"{level:.0%}: {when(faster)} at lr {NETS['BN-x5'][1]:g}, "
+            f"{when(normed)} at lr {BASE_LR:g}",
+            holds=_fewer_steps(faster, normed),
+        ),
+    ]
+
+
+def _fewer_steps(first, second):
+    """Whether ``first`` took fewer steps; None if neither arrived or a tie."""
+    if first is None or second is None:
+        return None if first is second else first is not None
+    return None if first == second else bool(first < second)
 
 
 def _fastest_plain_note(curves, level):
