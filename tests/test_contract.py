@@ -26,8 +26,6 @@ from skpapers import (
 from skpapers.datasets import make_shapes
 from skpapers.utils import SKOPS_TRUSTED_TYPES, all_estimators
 
-skops_io = pytest.importorskip("skops.io")
-
 
 @dataclass
 class Case:
@@ -259,6 +257,7 @@ def test_joblib_round_trip(fitted, tmp_path):
 
 
 def test_skops_round_trip_trusts_only_the_listed_types(fitted, tmp_path):
+    skops_io = pytest.importorskip("skops.io")
     name, estimator, X, _, expected = fitted
     path = tmp_path / "model.skops"
     skops_io.dump(estimator, path)
@@ -273,6 +272,7 @@ def test_a_model_saved_on_a_gpu_loads_on_the_cpu(fitted, tmp_path, persist):
     name, estimator, X, _, expected = fitted
     if name == "NMF":
         pytest.skip("NMF has no device")
+    skops_io = pytest.importorskip("skops.io")
     # What a GPU machine saves: the state is arrays either way, the device
     # parameter says cuda.
     saved = clone(estimator)
