@@ -62,6 +62,15 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
     class_agnostic : bool, default=False
         One mask per box whatever its class.
 
+    augment : {"hflip", "dihedral"} or None, default=None
+        Training images flipped at random: left-right half of the time
+        (Detectron's standard augmentation), or by any of the eight flips and
+        quarter turns of the square (for images with no up and down, such as
+        aerial views, micrographs and :func:`~skpapers.datasets.make_shapes`),
+        or not at all. On ``make_shapes`` (1000 training images, 12 epochs)
+        neither changed the held-out mask AP beyond seed noise, so the
+        default leaves the images as they are.
+
     image_size : int, default=64
         Side the images are resized to for the network; predictions come back
         at each image's own size.
@@ -122,6 +131,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         "roi_op": [StrOptions(set(ROI_OPS))],
         "mask_loss": [StrOptions(set(MASK_LOSSES))],
         "class_agnostic": ["boolean"],
+        "augment": [StrOptions({"hflip", "dihedral"}), None],
         "image_size": [Interval(Integral, 16, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -142,6 +152,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         roi_op="align",
         mask_loss="sigmoid",
         class_agnostic=False,
+        augment=None,
         image_size=64,
         max_epochs=12,
         batch_size=8,
@@ -158,6 +169,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         self.roi_op = roi_op
         self.mask_loss = mask_loss
         self.class_agnostic = class_agnostic
+        self.augment = augment
         self.image_size = image_size
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -254,11 +266,15 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
             sums, count = {}, 0
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
+                pairs = [
+                    _augmented(tensors[i], torch_targets[i], self.augment)
+                    for i in batch
+                ]
                 losses = model(
-                    [tensors[i].to(device) for i in batch],
+                    [image.to(device) for image, _ in pairs],
                     [
-                        {k: v.to(device) for k, v in torch_targets[i].items()}
-                        for i in batch
+                        {k: v.to(device) for k, v in target.items()}
+                        for _, target in pairs
                     ],
                 )
                 loss = sum(losses.values())
@@ -479,6 +495,29 @@ def _check_targets(y, images):
             )
         target["boxes"] = boxes
     return targets
+
+
+def _augmented(image, target, augment):
+    """``image`` (``Tensor[3, H, W]``) and its ``target`` flipped at random.
+
+    ``"hflip"``: a left-right flip half of the time. ``"dihedral"``: one of the
+    eight flips and quarter turns of the square, each as likely.
+    """
+    if augment is None:
+        return image, target
+    boxes, masks = target["boxes"], target["masks"]
+    if augment == "dihedral" and torch.rand(()) < 0.5:  # swap rows and columns
+        image, masks = image.transpose(1, 2), masks.transpose(1, 2)
+        boxes = boxes[:, [1, 0, 3, 2]]
+    flips = [-1] if augment == "hflip" else [-1, -2]
+    for axis in flips:
+        if torch.rand(()) < 0.5:
+            image, masks = image.flip(axis), masks.flip(axis)
+            side = image.shape[axis]
+            columns = [0, 2] if axis == -1 else [1, 3]
+            boxes = boxes.clone()
+            boxes[:, columns] = side - boxes[:, columns[::-1]]
+    return image, {**target, "boxes": boxes, "masks": masks}
 
 
 def _image_tensor(image):

@@ -12,8 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skpapers.datasets import SHAPE_NAMES, make_shapes
+from skpapers.datasets._shapes import _masks_to_boxes
 from skpapers.segmentation import MaskRCNNSegmenter
-from skpapers.segmentation._maskrcnn import _load_weights
+from skpapers.segmentation._maskrcnn import _augmented, _load_weights, _target_tensors
 
 pytest.importorskip("pycocotools")
 
@@ -115,6 +116,40 @@ def test_pipeline_and_grid_search_over_the_roi_op(shapes):
     ).fit(X, y)
     scores = search.cv_results_["mean_test_score"]
     assert len(scores) == 2 and np.all((scores >= 0) & (scores <= 1))
+
+
+@pytest.mark.parametrize("augment", ["hflip", "dihedral"])
+def test_augmented_images_masks_and_boxes_move_together(shapes, augment):
+    X, y = shapes
+    image = torch.from_numpy(np.ascontiguousarray(X[0].transpose(2, 0, 1)[:, :, 5:]))
+    masks = y[0]["masks"][:, :, 5:]  # not square: rows and columns differ
+    target = _target_tensors(
+        {"boxes": _masks_to_boxes(masks), "labels": y[0]["labels"], "masks": masks},
+        {label: label for label in range(1, 4)},
+    )
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(64):
+        new_image, new = _augmented(image, target, augment)
+        # each mask still covers the same pixel values as before, moved
+        for old_mask, mask in zip(target["masks"], new["masks"], strict=True):
+            before = image[:, old_mask.bool()].sort(dim=1).values
+            assert torch.equal(new_image[:, mask.bool()].sort(dim=1).values, before)
+        np.testing.assert_array_equal(
+            new["boxes"].numpy(), _masks_to_boxes(new["masks"].bool().numpy())
+        )
+        np.testing.assert_array_equal(new["labels"], target["labels"])
+        seen.add(new_image.numpy().tobytes())
+    assert len(seen) == {"hflip": 2, "dihedral": 8}[augment]
+    assert _augmented(image, target, None) == (image, target)
+
+
+def test_fit_trains_on_augmented_images(shapes, fitted):
+    X, y = shapes
+    flipped = MaskRCNNSegmenter(**FAST, augment="dihedral").fit(X, y)
+    losses = [row["loss"] for row in flipped.history_]
+    assert np.isfinite(losses).all()
+    assert losses != [row["loss"] for row in fitted.history_]
 
 
 def test_weights_load_from_a_local_state_dict(fitted, tmp_path):
