@@ -110,11 +110,14 @@ def _print_result(result):
 def _plan(chosen, quick):
     """What will run and for about how long, said before it starts."""
     kind = "quick" if quick else "full"
-    names = ", ".join(exp.name for exp in chosen)
-    known = [exp.expected(quick) for exp in chosen if exp.expected(quick) is not None]
-    unknown = [exp.name for exp in chosen if exp.expected(quick) is None]
+    plan = f"Running {', '.join(exp.name for exp in chosen)} ({kind})"
+    expected = {exp.name: exp.expected(quick) for exp in chosen}
+    known = [seconds for seconds in expected.values() if seconds is not None]
+    if not known:
+        return plan + "; no time estimate"
     minutes = max(1, math.ceil(sum(known) / 60))
-    plan = f"Running {names} ({kind}); expected time: about {minutes} min on 2 cores"
+    plan += f"; expected time: about {minutes} min on 2 cores"
+    unknown = [name for name, seconds in expected.items() if seconds is None]
     if unknown:
         plan += f", not counting {', '.join(unknown)} (no estimate)"
     return plan

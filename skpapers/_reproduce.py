@@ -10,6 +10,7 @@ and a self-contained ``report.html``.
 import base64
 import html
 import importlib
+import itertools
 import mimetypes
 import pkgutil
 from dataclasses import dataclass, field
@@ -54,6 +55,29 @@ def mean_std(values, digits=2):
     if len(values) < 2:
         return f"{values.mean():.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def ranked_beyond_spread(runs, *, higher_is_better=True):
+    """Whether repeated measurements rank as claimed, beyond seed noise.
+
+    ``runs`` holds one array per method (the measure over seeds), in the
+    claimed order, best first. True if each beats the next by more than the
+    larger of their two standard deviations; False if one is beaten by its
+    successor by more than that; None (unclear) otherwise, and with fewer
+    than two seeds, where no spread is measured.
+    """
+    if min(len(run) for run in runs) < 2:
+        return None
+    verdicts = set()
+    for first, second in itertools.pairwise(runs):
+        margin = first.mean() - second.mean()
+        if not higher_is_better:
+            margin = -margin
+        spread = max(first.std(ddof=1), second.std(ddof=1))
+        verdicts.add(None if abs(margin) <= spread else bool(margin > 0))
+    if False in verdicts:
+        return False
+    return None if None in verdicts else True
 
 
 def _cell(value):
