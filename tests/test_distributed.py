@@ -50,7 +50,7 @@ def test_grid_search_on_a_dask_cluster_matches_one_process(client, name):
 
 
 def _threads_in_a_task():
-    torch.set_num_threads(2)  # as a worker started without dask's nanny has
+    torch.set_num_threads(2)  # changed in the worker since torch started
     use_worker_threads()
     return torch.get_num_threads()
 

@@ -10,7 +10,8 @@ def names_estimator(method):
     Inside a ``Pipeline`` or a grid search a bare "X holds no sequences"
     leaves the user guessing which step refused its input; the decorated
     method prefixes ``"<EstimatorName>: "`` to the message (unless it names
-    the estimator already), keeping the exception's type and traceback.
+    the estimator already), keeping the exception's type and traceback. An
+    exception that is more than one message is passed on as it is.
     """
 
     @functools.wraps(method)
@@ -19,8 +20,11 @@ def names_estimator(method):
             return method(self, *args, **kwargs)
         except (ValueError, TypeError) as error:
             name = type(self).__name__
-            if name not in str(error):
-                error.args = (f"{name}: {error}", *error.args[1:])
+            (message, *rest) = error.args or (None,)
+            # only a plain message: other exceptions format their args themselves
+            plain = not rest and isinstance(message, str) and str(error) == message
+            if plain and name not in message:
+                error.args = (f"{name}: {message}",)
             raise
 
     return wrapper

@@ -90,6 +90,13 @@ def torch_threads(n_threads):
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
+def optimizer_name(optimizer):
+    """``"sgd"`` or ``"adam"`` for those optimizer classes; any other as it is."""
+    return next(
+        (name for name, known in OPTIMIZERS.items() if known is optimizer), optimizer
+    )
+
+
 def check_optimizer(optimizer):
     """The torch optimizer class named by ``optimizer`` ("sgd", "adam" or a class)."""
     resolved = (
@@ -111,9 +118,12 @@ def use_worker_threads():
     A dask worker runs one task per worker thread, and its nanny sets
     ``OMP_NUM_THREADS`` (1 unless configured through dask's
     ``distributed.nanny.pre-spawn-environ``) so that each task's BLAS does not
-    claim every core; torch's threads follow the same count. The count is set
-    for the worker's process, whose tasks share it, and is not restored.
-    Outside a dask worker, torch's thread count is left alone.
+    claim every core. Torch reads the variable when it starts; this applies it
+    again, so that a count changed since (by other code in the worker, or a
+    ``torch.set_num_threads`` before the variable was set) does not
+    oversubscribe the cores. The count is the worker process's, shared by its
+    tasks, and is not restored. Outside a dask worker, or where the variable
+    is not a positive count, nothing changes.
     """
     distributed = sys.modules.get("distributed")
     if distributed is None:  # not imported: not on a worker
@@ -122,6 +132,10 @@ def use_worker_threads():
         distributed.get_worker()
     except ValueError:
         return
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if (
+        threads.isdigit()
+        and int(threads) > 0
+        and torch.get_num_threads() != int(threads)
+    ):
+        torch.set_num_threads(int(threads))
