@@ -46,7 +46,11 @@ from torchvision.ops import MultiScaleRoIAlign
 from skpapers.datasets import make_shapes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation import MaskRCNNSegmenter
-from skpapers.segmentation._maskrcnn import _image_tensor, _target_tensors
+from skpapers.segmentation._maskrcnn import (
+    _build_model,
+    _image_tensor,
+    _target_tensors,
+)
 from skpapers.segmentation._model import _OPS
 
 PARTS = ("train", "predict", "roi", "converge")
@@ -64,7 +68,7 @@ def estimator(**params):
 def our_network(segmenter):
     """The network ``segmenter`` trains, untrained."""
     torch.manual_seed(SEED)
-    return segmenter._build_model(N_CLASSES - 1)
+    return _build_model(**segmenter._architecture_for(N_CLASSES - 1))
 
 
 def torchvision_network(segmenter, *, stock=False):

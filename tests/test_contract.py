@@ -38,6 +38,8 @@ class Case:
     preprocessor: object  # a transformer to put before it in a Pipeline
     bad_inputs: dict  # kind -> (X, y, what the message must say)
     trusted: list = field(default_factory=list)  # skops types of a fitted one
+    # parameters that would build another model, to change after fit
+    reshaping: dict = field(default_factory=dict)
 
 
 def _ratings():
@@ -99,6 +101,7 @@ CASES = {
             "type": ([["a", "b"], ["c", "d"]], None, "string"),
         },
         trusted=["skpapers.decomposition._nmf.NMF"],
+        reshaping={"n_components": 3, "solver": "additive"},
     ),
     "BatchNormMLPClassifier": Case(
         estimator=BatchNormMLPClassifier(
@@ -115,6 +118,7 @@ CASES = {
             "type": ([["a", "b"], ["c", "d"]], [0, 1], "string"),
         },
         trusted=["skpapers.neural_network._bn_mlp.BatchNormMLPClassifier"],
+        reshaping={"hidden_layer_sizes": (5, 5), "activation": "tanh"},
     ),
     "RMLSequencePredictor": Case(
         estimator=RMLSequencePredictor(
@@ -134,6 +138,7 @@ CASES = {
             "skpapers.sequence._rml.RMLSequencePredictor",
             "skpapers.sequence._rml.Vocabulary",
         ],
+        reshaping={"hidden_size": 8, "cell": "lstm", "optimizer": "sgd"},
     ),
     "MaskRCNNSegmenter": Case(
         estimator=MaskRCNNSegmenter(
@@ -154,6 +159,7 @@ CASES = {
             "type": (["a", "b"], [], "dtype"),
         },
         trusted=["skpapers.segmentation._maskrcnn.MaskRCNNSegmenter"],
+        reshaping={"class_agnostic": True, "image_size": 48},
     ),
 }
 NAMES = list(CASES)
@@ -252,7 +258,25 @@ def test_grid_search_in_two_processes_matches_one(name):
 def test_joblib_round_trip(fitted, tmp_path):
     name, estimator, X, _, expected = fitted
     joblib.dump(estimator, tmp_path / "model.joblib")
+    torch.manual_seed(0)
+    draw = torch.rand(3)
+    torch.manual_seed(0)
     loaded = joblib.load(tmp_path / "model.joblib")
+    assert torch.equal(torch.rand(3), draw)  # loading draws nothing of the user's
+    assert_same_output(CASES[name].output(loaded, X), expected)
+
+
+def test_a_model_saved_after_set_params_loads_as_fitted(fitted, tmp_path):
+    # Parameters changed since fit take effect at the next fit, not on load.
+    name, estimator, X, _, expected = fitted
+    changed = clone(estimator).set_params(**CASES[name].reshaping)
+    changed.__dict__.update(
+        {k: v for k, v in vars(estimator).items() if k not in CASES[name].reshaping}
+    )
+    assert_same_output(CASES[name].output(changed, X), expected)
+    joblib.dump(changed, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    assert loaded.get_params() == changed.get_params()
     assert_same_output(CASES[name].output(loaded, X), expected)
 
 
@@ -290,6 +314,16 @@ def test_a_model_saved_on_a_gpu_loads_on_the_cpu(fitted, tmp_path, persist):
         loaded = load(path)
     assert loaded.device == "cpu"
     assert_same_output(CASES[name].output(loaded, X), expected)
+
+
+@pytest.mark.parametrize("kind", ["shape", "type"])
+def test_bad_input_to_a_fitted_model_is_refused_naming_the_estimator(fitted, kind):
+    name, estimator, *_ = fitted
+    bad_X, _, problem = CASES[name].bad_inputs[kind]
+    with pytest.raises((ValueError, TypeError)) as error:
+        CASES[name].output(estimator, bad_X)
+    message = str(error.value)
+    assert name in message and problem in message, message
 
 
 @pytest.mark.parametrize("kind", ["nan", "shape", "empty", "type"])

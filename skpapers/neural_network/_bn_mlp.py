@@ -28,6 +28,7 @@ from skpapers.utils._persistence import (
     net_state,
     restore_net,
     to_numpy,
+    to_torch,
 )
 from skpapers.utils._torch import (
     OPTIMIZERS,
@@ -298,6 +299,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             with seeded(seed, device):
                 net.fit(X, y_index)
             self._set_fitted(net, classes)
+            self._incremental = False  # how net_ was built: to rebuild it on load
             if not self._stopped_early(net):
                 warnings.warn(
                     f"BatchNormMLPClassifier: max_epochs={self.max_epochs} reached "
@@ -365,6 +367,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                 )
                 with seeded(seed, device):
                     net.initialize()
+                self._incremental = True
             else:
                 net = self.net_
                 seed += len(net.history)  # a new shuffle for each epoch
@@ -579,22 +582,19 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         net = self.net_
         return {
             **net_state(net),
-            "incremental": "stopping" not in dict(net.callbacks_),
             "class_weights": to_numpy(net.criterion_.weight),
             "split_seed": getattr(net.train_split, "random_state", 0),
         }
 
     def _restore_network(self, saved):
-        hidden = tuple(int(size) for size in np.ravel(self.hidden_layer_sizes))
-        weights = saved["class_weights"]
         net = self._build_net(
-            hidden=hidden,
-            optimizer=check_optimizer(self.optimizer),
+            hidden=saved["params"]["module__hidden_layer_sizes"],
+            optimizer=check_optimizer(saved["optimizer_class"]),
             device=str(loadable_device(self)),
             n_classes=len(self.classes_),
-            weights=None if weights is None else torch.from_numpy(weights),
+            weights=to_torch(saved["class_weights"]),
             seed=saved["split_seed"],
-            incremental=saved["incremental"],
+            incremental=self._incremental,
         )
         self._set_fitted(restore_net(net, saved), self.classes_)
 

@@ -20,6 +20,7 @@ from skpapers.utils._errors import names_estimator
 from skpapers.utils._persistence import (
     ArraysOnSave,
     loadable_device,
+    rng_untouched,
     to_numpy,
     to_torch,
 )
@@ -214,34 +215,28 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
                     "needed to learn from."
                 )
             seed = torch_seed(self.random_state)
+            architecture = self._architecture_for(len(classes))
             with seeded(seed, device):
-                model = self._build_model(len(classes)).to(device)
+                model = _build_model(**architecture)
+                if self.weights is not None:
+                    _load_weights(model, self.weights)
+                model = model.to(device)
                 history = self._train(model, images, targets, classes, device)
             self.classes_, self.model_ = classes, model.eval()
             self.history_, self.n_iter_ = history, len(history)
+            self._architecture = architecture  # what to rebuild on load
         return self
 
-    def _build_model(self, n_classes, *, load_weights=True):
-        backbone = "small"
-        if self.backbone == "resnet50_fpn":
-            backbone = resnet_fpn_backbone(
-                backbone_name="resnet50",
-                weights=None,
-                norm_layer=torch.nn.BatchNorm2d,
-                trainable_layers=5,
-            )
-        model = build_maskrcnn(
-            n_classes + 1,
-            backbone=backbone,
-            roi_op=self.roi_op,
-            mask_loss=self.mask_loss,
-            class_agnostic=self.class_agnostic,
-            image_size=self.image_size,
-            score_threshold=_SCORING_THRESHOLD,
-        )
-        if load_weights and self.weights is not None:
-            _load_weights(model, self.weights)
-        return model
+    def _architecture_for(self, n_classes):
+        """The arguments of :func:`_build_model` that the parameters give."""
+        return {
+            "backbone": self.backbone,
+            "roi_op": self.roi_op,
+            "mask_loss": self.mask_loss,
+            "class_agnostic": self.class_agnostic,
+            "image_size": self.image_size,
+            "n_classes": n_classes,
+        }
 
     def _train(self, model, images, targets, classes, device):
         index = {label: i + 1 for i, label in enumerate(classes.tolist())}
@@ -362,16 +357,21 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         return mask_average_precision(y, self._predict(X, _SCORING_THRESHOLD))
 
     _network_attribute = "model_"
+    _derived_attributes = ("_architecture",)
 
     def _network_arrays(self):
-        return to_numpy(self.model_.state_dict())
+        return {
+            "state": to_numpy(self.model_.state_dict()),
+            "architecture": self._architecture,
+        }
 
     def _restore_network(self, saved):
         device = loadable_device(self)
-        with torch.random.fork_rng():  # the fresh weights are overwritten at once
-            model = self._build_model(len(self.classes_), load_weights=False)
-        model.load_state_dict(to_torch(saved))
+        with rng_untouched():  # the fresh weights are overwritten at once
+            model = _build_model(**saved["architecture"])
+        model.load_state_dict(to_torch(saved["state"]))
         self.model_ = model.to(device).eval()
+        self._architecture = saved["architecture"]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -380,6 +380,26 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         tags.target_tags.required = True
         tags.target_tags.one_d_labels = False
         return tags
+
+
+def _build_model(*, backbone, roi_op, mask_loss, class_agnostic, image_size, n_classes):
+    """The network for ``n_classes`` classes (background not counted)."""
+    if backbone == "resnet50_fpn":
+        backbone = resnet_fpn_backbone(
+            backbone_name="resnet50",
+            weights=None,
+            norm_layer=torch.nn.BatchNorm2d,
+            trainable_layers=5,
+        )
+    return build_maskrcnn(
+        n_classes + 1,
+        backbone=backbone,
+        roi_op=roi_op,
+        mask_loss=mask_loss,
+        class_agnostic=class_agnostic,
+        image_size=image_size,
+        score_threshold=_SCORING_THRESHOLD,
+    )
 
 
 def _lr_factor(step, total, warmup=50):

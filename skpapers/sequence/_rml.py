@@ -556,7 +556,8 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
 
     def _restore_network(self, saved):
         device = str(loadable_device(self))
-        net = self._build_net(check_optimizer(self.optimizer), device, None, 0)
+        optimizer = check_optimizer(saved["optimizer_class"])
+        net = self._build_net(optimizer, device, None, 0)
         self.net_ = restore_net(net, saved)
         self.history_ = self.net_.history
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from skpapers.utils._torch import check_device
+from skpapers.utils._torch import check_device, optimizer_name
 
 
 def to_numpy(value):
@@ -56,15 +56,43 @@ def loadable_device(estimator):
             f"{estimator.device!r}, which this machine lacks; it is loaded on the "
             "CPU and its device parameter set to 'cpu'.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # past the load hooks: the line that loads
         )
         estimator.device = "cpu"
         return torch.device("cpu")
 
 
+def rng_untouched():
+    """A block whose draws from torch's CPU generator are undone after it.
+
+    Loading builds a network, whose random initial weights are overwritten
+    at once: the caller's random stream must not move. Only the CPU's state
+    is forked, as networks are built there: forking a GPU's would start CUDA.
+    """
+    return torch.random.fork_rng(devices=[])
+
+
+def _plain(value):
+    if isinstance(value, list | tuple):
+        return all(_plain(item) for item in value)
+    return value is None or isinstance(value, bool | int | float | str | np.generic)
+
+
 def net_state(net):
-    """A skorch net's learned state as numpy arrays and plain Python values."""
+    """A skorch net's learned state as numpy arrays and plain Python values.
+
+    Its plain parameters (``module__hidden_size``, ``lr``...) are kept as
+    fitted, so that the net is rebuilt as it was even if the estimator's
+    parameters were changed since; ``device`` is left to the loading machine.
+    """
+    params = {
+        name: value
+        for name, value in net.get_params(deep=False).items()
+        if name != "device" and _plain(value)
+    }
     return {
+        "params": params,
+        "optimizer_class": optimizer_name(net.optimizer),
         "module": to_numpy(net.module_.state_dict()),
         "optimizer": to_numpy(net.optimizer_.state_dict()),
         "history": [dict(row) for row in net.history],
@@ -72,9 +100,11 @@ def net_state(net):
 
 
 def restore_net(net, state):
-    """Initialise ``net`` (a new skorch net) and give it ``state`` (from
-    :func:`net_state`); return it."""
-    with torch.random.fork_rng():  # the fresh weights are overwritten at once
+    """Give ``net`` (a new skorch net, built with the optimizer class that
+    ``state["optimizer_class"]`` names) the plain parameters and learned state
+    in ``state`` (from :func:`net_state`), initialising it; return it."""
+    net.set_params(**state["params"])
+    with rng_untouched():  # the fresh weights are overwritten at once
         net.initialize()
     net.module_.load_state_dict(to_torch(state["module"], net.device))
     net.optimizer_.load_state_dict(to_torch(state["optimizer"], net.device))

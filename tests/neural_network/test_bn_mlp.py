@@ -255,13 +255,26 @@ def test_partial_fit_continues_from_the_current_weights(data):
     assert losses[-1] < 0.6 * losses[0]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_a_saved_model_carries_on_training_as_if_never_saved(data, optimizer):
-    # The file holds the optimizer's state (momentum, Adam's moments) too.
+@pytest.mark.parametrize(
+    "params, first",
+    [
+        ({"optimizer": "sgd"}, "partial_fit"),
+        ({"optimizer": "adam"}, "partial_fit"),
+        ({"early_stopping": True, "class_weight": "balanced"}, "fit"),
+    ],
+)
+def test_a_saved_model_carries_on_training_as_if_never_saved(data, params, first):
+    # The file holds the optimizer's state (momentum, Adam's moments), the
+    # class weights and the validation split too.
     X, y = data
-    clf = BatchNormMLPClassifier(**FAST, optimizer=optimizer)
-    for _ in range(3):
-        clf.partial_fit(X, y, classes=np.unique(y))
+    clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if first == "fit":
+            clf.fit(X, y)
+        else:
+            for _ in range(3):
+                clf.partial_fit(X, y, classes=np.unique(y))
     loaded = pickle.loads(pickle.dumps(clf))
     for model in (clf, loaded):
         model.partial_fit(X, y)

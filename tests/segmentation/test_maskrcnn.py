@@ -14,7 +14,12 @@ from sklearn.preprocessing import FunctionTransformer
 from skpapers.datasets import SHAPE_NAMES, make_shapes
 from skpapers.datasets._shapes import _masks_to_boxes
 from skpapers.segmentation import MaskRCNNSegmenter
-from skpapers.segmentation._maskrcnn import _augmented, _load_weights, _target_tensors
+from skpapers.segmentation._maskrcnn import (
+    _augmented,
+    _build_model,
+    _load_weights,
+    _target_tensors,
+)
 
 pytest.importorskip("pycocotools")
 
@@ -155,7 +160,7 @@ def test_fit_trains_on_augmented_images(shapes, fitted):
 def test_weights_load_from_a_local_state_dict(fitted, tmp_path):
     path = tmp_path / "model.pt"
     torch.save(fitted.model_.state_dict(), path)
-    model = MaskRCNNSegmenter(**FAST)._build_model(3)
+    model = _build_model(**fitted._architecture)
     _load_weights(model, path)
     for mine, theirs in zip(
         model.state_dict().values(), fitted.model_.state_dict().values(), strict=True
