@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass
 class Table:
@@ -63,8 +65,8 @@ def ranked_beyond_spread(runs, *, higher_is_better=True):
     ``runs`` holds one array per method (the measure over seeds), in the
     claimed order, best first. True if each beats the next by more than the
     larger of their two standard deviations; False if one is beaten by its
-    successor by more than that; None (unclear) otherwise, and with fewer
-    than two seeds, where no spread is measured.
+    successor by more than that; None (unclear) otherwise, with fewer than
+    two seeds, where no spread is measured, and where a measure is NaN.
     """
     if min(len(run) for run in runs) < 2:
         return None
@@ -74,7 +76,10 @@ def ranked_beyond_spread(runs, *, higher_is_better=True):
         if not higher_is_better:
             margin = -margin
         spread = max(first.std(ddof=1), second.std(ddof=1))
-        verdicts.add(None if abs(margin) <= spread else bool(margin > 0))
+        if not (np.isfinite(margin) and np.isfinite(spread)) or abs(margin) <= spread:
+            verdicts.add(None)
+        else:
+            verdicts.add(bool(margin > 0))
     if False in verdicts:
         return False
     return None if None in verdicts else True

@@ -317,6 +317,21 @@ def test_bn_claims_are_computed_from_the_steps():
     assert holds(None, 10, 50) == [False, True]
 
 
+def test_a_ranking_holds_only_beyond_the_larger_spread():
+    from skpapers._reproduce import ranked_beyond_spread
+
+    steady, noisy = np.array([10.0, 10.0, 10.0]), np.array([4.0, 8.0, 12.0])  # std 4
+    assert ranked_beyond_spread([steady + 5, steady]) is True
+    assert ranked_beyond_spread([steady + 2, noisy]) is None  # 4 apart, and std 4
+    assert ranked_beyond_spread([steady + 3, noisy]) is True
+    assert ranked_beyond_spread([noisy + 5, steady]) is None
+    assert ranked_beyond_spread([noisy + 9, steady]) is True
+    assert ranked_beyond_spread([steady, noisy + 9]) is False
+    assert ranked_beyond_spread([steady, steady - 9], higher_is_better=False) is False
+    assert ranked_beyond_spread([np.array([10.0, 10.0, np.nan]), steady - 5]) is None
+    assert ranked_beyond_spread([steady[:1] + 5, steady[:1]]) is None  # one seed
+
+
 def test_maskrcnn_and_rml_claims_are_computed_from_the_scores():
     from skpapers.segmentation._experiment import VARIANTS
     from skpapers.segmentation._experiment import _claims as maskrcnn_claims

@@ -138,7 +138,7 @@ CASES = {
             "skpapers.sequence._rml.RMLSequencePredictor",
             "skpapers.sequence._rml.Vocabulary",
         ],
-        reshaping={"hidden_size": 8, "cell": "lstm", "optimizer": "sgd"},
+        reshaping={"hidden_size": 8, "cell": "lstm"},
     ),
     "MaskRCNNSegmenter": Case(
         estimator=MaskRCNNSegmenter(

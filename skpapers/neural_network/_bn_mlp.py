@@ -287,6 +287,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                 _check_validation_split(y_index, len(classes), self.validation_fraction)
             weights = self._class_weights(classes, y, incremental=False)
             seed = torch_seed(self.random_state)
+            settings = self._net_settings(incremental=False)
             net = self._build_net(
                 hidden=hidden,
                 optimizer=optimizer,
@@ -294,12 +295,12 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                 n_classes=len(classes),
                 weights=weights,
                 seed=seed,
-                incremental=False,
+                settings=settings,
             )
             with seeded(seed, device):
                 net.fit(X, y_index)
             self._set_fitted(net, classes)
-            self._incremental = False  # how net_ was built: to rebuild it on load
+            self._net_built_with = settings  # to rebuild net_ the same on load
             if not self._stopped_early(net):
                 warnings.warn(
                     f"BatchNormMLPClassifier: max_epochs={self.max_epochs} reached "
@@ -356,6 +357,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             seed = torch_seed(self.random_state)
             if first:
                 weights = self._class_weights(known, y, incremental=True)
+                settings = self._net_settings(incremental=True)
                 net = self._build_net(
                     hidden=hidden,
                     optimizer=optimizer,
@@ -363,11 +365,11 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                     n_classes=len(known),
                     weights=weights,
                     seed=seed,
-                    incremental=True,
+                    settings=settings,
                 )
                 with seeded(seed, device):
                     net.initialize()
-                self._incremental = True
+                self._net_built_with = settings
             else:
                 net = self.net_
                 seed += len(net.history)  # a new shuffle for each epoch
@@ -426,20 +428,32 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         weights = compute_class_weight(self.class_weight, classes=classes, y=y)
         return torch.as_tensor(weights, dtype=torch.float32)
 
+    def _net_settings(self, *, incremental):
+        """What shapes the skorch net's training besides its plain parameters:
+        kept with the fitted net, so that a loaded one is rebuilt the same."""
+        return {
+            "incremental": incremental,
+            "early_stopping": self.early_stopping,
+            "validation_fraction": self.validation_fraction,
+            "n_iter_no_change": self.n_iter_no_change,
+            "tol": self.tol,
+            "verbose": self.verbose,
+        }
+
     def _build_net(
-        self, *, hidden, optimizer, device, n_classes, weights, seed, incremental
+        self, *, hidden, optimizer, device, n_classes, weights, seed, settings
     ):
-        """The skorch net, not yet initialised."""
+        """The skorch net, not yet initialised, as ``settings`` shape it."""
         callbacks = copy.deepcopy(list(self.callbacks or []))
-        if self.verbose > 1:
+        if settings["verbose"] > 1:
             callbacks.append(("progress_bar", ProgressBar()))
         train_split = None
-        if not incremental:
-            if self.early_stopping:
+        if not settings["incremental"]:
+            if settings["early_stopping"]:
                 train_split = ValidSplit(
-                    self.validation_fraction, stratified=True, random_state=seed
+                    settings["validation_fraction"], stratified=True, random_state=seed
                 )
-            callbacks.append(("stopping", self._stopping_callback()))
+            callbacks.append(("stopping", _stopping_callback(settings)))
         optimizer_params = {}
         if self.weight_decay:
             optimizer_params["optimizer__weight_decay"] = self.weight_decay
@@ -468,26 +482,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
             classes=np.arange(n_classes),
             device=device,
-            verbose=int(self.verbose > 0),
-        )
-
-    def _stopping_callback(self):
-        if self.early_stopping:
-            return EarlyStopping(
-                monitor="valid_acc",
-                lower_is_better=False,
-                patience=self.n_iter_no_change,
-                threshold=self.tol,
-                threshold_mode="abs",
-                load_best=True,
-                sink=print if self.verbose else _silent,
-            )
-        return EarlyStopping(
-            monitor="train_loss",
-            patience=self.n_iter_no_change,
-            threshold=self.tol,
-            threshold_mode="abs",
-            sink=print if self.verbose else _silent,
+            verbose=int(settings["verbose"] > 0),
         )
 
     def _stopped_early(self, net):
@@ -594,7 +589,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             n_classes=len(self.classes_),
             weights=to_torch(saved["class_weights"]),
             seed=saved["split_seed"],
-            incremental=self._incremental,
+            settings=self._net_built_with,
         )
         self._set_fitted(restore_net(net, saved), self.classes_)
 
@@ -671,6 +666,28 @@ class BatchNormNet(NeuralNetClassifier):
         if all(getattr(self, name + "_").training == training for name in names):
             return
         super()._set_training(training)
+
+
+def _stopping_callback(settings):
+    """Early stopping on the validation accuracy, or on the training loss."""
+    sink = print if settings["verbose"] else _silent
+    if settings["early_stopping"]:
+        return EarlyStopping(
+            monitor="valid_acc",
+            lower_is_better=False,
+            patience=settings["n_iter_no_change"],
+            threshold=settings["tol"],
+            threshold_mode="abs",
+            load_best=True,
+            sink=sink,
+        )
+    return EarlyStopping(
+        monitor="train_loss",
+        patience=settings["n_iter_no_change"],
+        threshold=settings["tol"],
+        threshold_mode="abs",
+        sink=sink,
+    )
 
 
 def _inference_module(module):

@@ -56,7 +56,7 @@ def loadable_device(estimator):
             f"{estimator.device!r}, which this machine lacks; it is loaded on the "
             "CPU and its device parameter set to 'cpu'.",
             UserWarning,
-            stacklevel=4,  # past the load hooks: the line that loads
+            stacklevel=4,  # past the load hooks: the caller of pickle.loads
         )
         estimator.device = "cpu"
         return torch.device("cpu")
@@ -83,12 +83,13 @@ def net_state(net):
 
     Its plain parameters (``module__hidden_size``, ``lr``...) are kept as
     fitted, so that the net is rebuilt as it was even if the estimator's
-    parameters were changed since; ``device`` is left to the loading machine.
+    parameters were changed since; ``device`` is left to the loading machine,
+    and ``callbacks`` to the estimator that rebuilds the net.
     """
     params = {
         name: value
         for name, value in net.get_params(deep=False).items()
-        if name != "device" and _plain(value)
+        if name not in ("device", "callbacks") and _plain(value)
     }
     return {
         "params": params,

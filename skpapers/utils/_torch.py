@@ -132,10 +132,9 @@ def use_worker_threads():
         distributed.get_worker()
     except ValueError:
         return
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    if (
-        threads.isdigit()
-        and int(threads) > 0
-        and torch.get_num_threads() != int(threads)
-    ):
-        torch.set_num_threads(int(threads))
+    try:
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -256,16 +256,24 @@ def test_partial_fit_continues_from_the_current_weights(data):
 
 
 @pytest.mark.parametrize(
-    "params, first",
+    "params, first, later",
     [
-        ({"optimizer": "sgd"}, "partial_fit"),
-        ({"optimizer": "adam"}, "partial_fit"),
-        ({"early_stopping": True, "class_weight": "balanced"}, "fit"),
+        ({"optimizer": "sgd"}, "partial_fit", {}),
+        ({"optimizer": "adam"}, "partial_fit", {"optimizer": "sgd"}),
+        (
+            {"early_stopping": True, "class_weight": "balanced"},
+            "fit",
+            {"early_stopping": False, "validation_fraction": 0.3},
+        ),
+        ({}, "fit", {"early_stopping": True, "n_iter_no_change": 1}),
     ],
 )
-def test_a_saved_model_carries_on_training_as_if_never_saved(data, params, first):
+def test_a_saved_model_carries_on_training_as_if_never_saved(
+    data, params, first, later
+):
     # The file holds the optimizer's state (momentum, Adam's moments), the
-    # class weights and the validation split too.
+    # class weights, the validation split and how the net was built, as
+    # fitted: parameters set later take effect at the next fit only.
     X, y = data
     clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}, **params)
     with warnings.catch_warnings():
@@ -275,6 +283,7 @@ def test_a_saved_model_carries_on_training_as_if_never_saved(data, params, first
         else:
             for _ in range(3):
                 clf.partial_fit(X, y, classes=np.unique(y))
+    clf.set_params(**later)
     loaded = pickle.loads(pickle.dumps(clf))
     for model in (clf, loaded):
         model.partial_fit(X, y)
