@@ -14,7 +14,6 @@ import itertools
 import mimetypes
 import pkgutil
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,10 @@ class Table:
             "| " + " | ".join(self.columns) + " |",
             "|" + "---|" * len(self.columns),
         ]
-        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in self.rows]
+        lines += [
+            "| " + " | ".join(_md_escape(_cell(c)) for c in row) + " |"
+            for row in self.rows
+        ]
         return "\n".join(lines)
 
     def to_text(self):
@@ -183,13 +185,13 @@ def registered_experiments():
     return dict(sorted(_REGISTRY.items()))
 
 
+_CLAIMS_TITLE = "Claims: the papers against our runs"
+_CLAIMS_COLUMNS = ["paper", "claim", "paper's number", "ours", "holds"]
+
+
 def claims_table(runs):
     """The claims of every run, one row each, as a :class:`Table`."""
-    return Table(
-        "Claims: the papers against our runs",
-        ["paper", "claim", "paper's number", "ours", "holds"],
-        [row for _, row in _claim_rows(runs)],
-    )
+    return Table(_CLAIMS_TITLE, _CLAIMS_COLUMNS, [row for _, row in _claim_rows(runs)])
 
 
 def _claim_rows(runs):
@@ -230,9 +232,7 @@ def _markdown(runs, command):
     lines = ["# skpapers: reproduction report", ""]
     if command:
         lines += [f"`{command}`", ""]
-    summary = claims_table(runs)
-    summary.rows = [[_md_escape(_cell(c)) for c in row] for row in summary.rows]
-    lines += [summary.to_markdown(), ""]
+    lines += [claims_table(runs).to_markdown(), ""]
     for exp, result in runs:
         lines += [f"## {exp.title}", "", f"*{exp.paper}*", ""]
         for table in result.tables:
@@ -303,7 +303,8 @@ def _html(runs, command):
 def _html_claims(runs):
     """The claims table: verdicts coloured, each paper once, linking its section."""
     rows = []
-    for name, group in groupby(_claim_rows(runs), key=lambda pair: pair[0].name):
+    by_experiment = itertools.groupby(_claim_rows(runs), key=lambda pair: pair[0].name)
+    for name, group in by_experiment:
         group = [row for _, row in group]
         for i, (paper, *cells, holds) in enumerate(group):
             row = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
@@ -312,8 +313,7 @@ def _html_claims(runs):
                 link = f'<a href="#{html.escape(name)}">{html.escape(paper)}</a>'
                 row = f'<td rowspan="{len(group)}">{link}</td>' + row
             rows.append(f"<tr>{row}</tr>")
-    summary = claims_table([])
-    return _html_table_markup(summary.title, summary.columns, rows)
+    return _html_table_markup(_CLAIMS_TITLE, _CLAIMS_COLUMNS, rows)
 
 
 def _html_table(table):

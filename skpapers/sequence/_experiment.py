@@ -186,10 +186,15 @@ def _per_table(errors, edited, size):
     return table
 
 
-def _notes(errors, edited, size, seconds):
+def _ml_and_best_rml(errors):
+    """ML's error rates, RML's per tau, and the tau of RML's lowest mean."""
     ml = errors[0.0]
     rml = {tau: values for tau, values in errors.items() if tau > 0}
-    best = min(rml, key=lambda tau: rml[tau].mean())
+    return ml, rml, min(rml, key=lambda tau: rml[tau].mean())
+
+
+def _notes(errors, edited, size, seconds):
+    ml, rml, best = _ml_and_best_rml(errors)
     difference = rml[best].mean() - ml.mean()
     n_seeds = len(ml)
     steps = size["max_epochs"] * -(-size["n_train"] // MODEL["batch_size"])
@@ -221,9 +226,7 @@ def _claims(errors):
     one seed, or within the spread, it is left open. The best tau is picked
     on the same runs, which favours RML.
     """
-    ml = errors[0.0]
-    rml = {tau: values for tau, values in errors.items() if tau > 0}
-    best = min(rml, key=lambda tau: rml[tau].mean())
+    ml, rml, best = _ml_and_best_rml(errors)
     n_seeds = len(ml)
     paper = ", ".join(
         f"{'ML' if tau == 0 else f'RML tau={tau:g}'} {value}"
