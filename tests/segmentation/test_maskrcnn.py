@@ -18,6 +18,7 @@ from skpapers.segmentation._maskrcnn import (
     _augmented,
     _build_model,
     _load_weights,
+    _make_optimizer,
     _target_tensors,
 )
 
@@ -155,6 +156,25 @@ def test_fit_trains_on_augmented_images(shapes, fitted):
     losses = [row["loss"] for row in flipped.history_]
     assert np.isfinite(losses).all()
     assert losses != [row["loss"] for row in fitted.history_]
+
+
+def test_the_optimizer_and_its_default_learning_rate():
+    parameters = [torch.nn.Parameter(torch.zeros(2))]
+    adamw = _make_optimizer(parameters, "adamw", None, 1e-4)
+    sgd = _make_optimizer(parameters, "sgd", None, 1e-4)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 0.002
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["lr"] == 0.04
+    assert sgd.defaults["momentum"] == 0.9
+    assert _make_optimizer(parameters, "sgd", 0.5, 0.0).defaults["lr"] == 0.5
+
+
+def test_fit_trains_with_the_optimizer_asked_for(shapes, fitted):
+    X, y = shapes
+    sgd = MaskRCNNSegmenter(**FAST, optimizer="sgd").fit(X, y)
+    assert np.isfinite(sgd.history_[0]["loss"])
+    assert sgd.history_ != fitted.history_
+    with pytest.raises(ValueError, match="optimizer"):
+        MaskRCNNSegmenter(**FAST, optimizer="adam").fit(X, y)
 
 
 def test_weights_load_from_a_local_state_dict(fitted, tmp_path):

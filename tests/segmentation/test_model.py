@@ -158,6 +158,22 @@ def test_every_variant_trains_and_predicts(roi_op, mask_loss, class_agnostic):
     assert out["masks"].shape[1:] == (1, 64, 64)
 
 
+def test_the_mask_head_sees_the_whole_roi_through_dilation():
+    torch.manual_seed(0)
+    head = build_maskrcnn(4).roi_heads.mask_head
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4
+    assert all(c.dilation == (2, 2) and c.padding == (2, 2) for c in convs)
+    # a middle cell of the 14 x 14 RoI sees its corner with dilation, not without
+    x = torch.randn(1, head[0][0].in_channels, 14, 14, requires_grad=True)
+    head(x)[0, :, 8, 8].sum().backward()
+    assert x.grad[0, :, 0, 0].abs().sum() > 0
+    undilated = build_maskrcnn(4, mask_dilation=1).roi_heads.mask_head
+    y = torch.randn(1, head[0][0].in_channels, 14, 14, requires_grad=True)
+    undilated(y)[0, :, 8, 8].sum().backward()
+    assert y.grad[0, :, 0, 0].abs().sum() == 0
+
+
 def test_unknown_roi_op_is_refused():
     with pytest.raises(ValueError, match="roi_op must be one of"):
         build_maskrcnn(4, roi_op="crop")
