@@ -177,6 +177,19 @@ def test_fit_trains_with_the_optimizer_asked_for(shapes, fitted):
         MaskRCNNSegmenter(**FAST, optimizer="adam").fit(X, y)
 
 
+def test_mask_dilation_reaches_the_mask_head(shapes, fitted):
+    def dilations(segmenter):
+        head = segmenter.model_.roi_heads.mask_head
+        return {m.dilation for m in head.modules() if isinstance(m, torch.nn.Conv2d)}
+
+    X, y = shapes
+    paper = MaskRCNNSegmenter(**FAST, score_threshold=0.0, mask_dilation=1).fit(X, y)
+    assert dilations(fitted) == {(2, 2)} and dilations(paper) == {(1, 1)}
+    assert paper.history_ != fitted.history_
+    with pytest.raises(ValueError, match="mask_dilation"):
+        MaskRCNNSegmenter(**FAST, mask_dilation=0).fit(X, y)
+
+
 def test_weights_load_from_a_local_state_dict(fitted, tmp_path):
     path = tmp_path / "model.pt"
     torch.save(fitted.model_.state_dict(), path)
