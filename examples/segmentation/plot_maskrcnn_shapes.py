@@ -72,8 +72,9 @@ fig.tight_layout()
 # The default network is sized for a CPU: a small batch-normalised backbone
 # with a feature pyramid, and light box and mask heads. A few epochs on 300
 # images take about a minute; the benchmark trains it for longer on more
-# images (``benchmarks/bench_maskrcnn.py``).
-segmenter = MaskRCNNSegmenter(max_epochs=4, random_state=0)
+# images (``benchmarks/bench_maskrcnn.py``). Shapes have no up or down, so
+# every flip and quarter turn of a training image is another training image.
+segmenter = MaskRCNNSegmenter(max_epochs=4, augment="dihedral", random_state=0)
 start = time.perf_counter()
 segmenter.fit(X, y)
 print(f"trained {segmenter.n_iter_} epochs in {time.perf_counter() - start:.0f} s")
