@@ -159,9 +159,7 @@ CASES = {
             "type": (["a", "b"], [], "dtype"),
         },
         trusted=["skpapers.segmentation._maskrcnn.MaskRCNNSegmenter"],
-        # the dilation changes no weight's shape: only the saved architecture
-        # keeps it as fitted
-        reshaping={"class_agnostic": True, "image_size": 48, "mask_dilation": 1},
+        reshaping={"class_agnostic": True, "image_size": 48},
     ),
 }
 NAMES = list(CASES)

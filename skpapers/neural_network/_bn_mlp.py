@@ -69,7 +69,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
     dropout : float, default=0.0
         Probability of dropping each hidden unit during training.
 
-    optimizer : {"sgd", "adam"} or torch optimizer class, default="sgd"
+    optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="sgd"
         ``"sgd"`` is :class:`torch.optim.SGD` with ``momentum``, the paper's
         optimiser; ``"adam"`` is :class:`torch.optim.Adam`. A class is called
         with the parameters, ``lr`` and ``weight_decay``. Adam rescales

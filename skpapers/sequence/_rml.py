@@ -239,7 +239,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         Most tokens predicted per sequence. ``None``: twice the longest
         training output plus 5.
 
-    optimizer : {"sgd", "adam"} or torch optimizer class, default="adam"
+    optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="adam"
         Optimiser; a class is called with the parameters and ``lr``.
 
     lr : float, default=1e-3

@@ -87,26 +87,31 @@ def torch_threads(n_threads):
         torch.set_num_threads(before)
 
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
 
 
 def optimizer_name(optimizer):
-    """``"sgd"`` or ``"adam"`` for those optimizer classes; any other as it is."""
+    """The name in ``OPTIMIZERS`` of an optimizer class; any other as it is."""
     return next(
         (name for name, known in OPTIMIZERS.items() if known is optimizer), optimizer
     )
 
 
 def check_optimizer(optimizer):
-    """The torch optimizer class named by ``optimizer`` ("sgd", "adam" or a class)."""
+    """The torch optimizer class ``optimizer`` names (a key of ``OPTIMIZERS``) or is."""
     resolved = (
         OPTIMIZERS.get(optimizer, optimizer)
         if isinstance(optimizer, str)
         else optimizer
     )
     if not (isinstance(resolved, type) and issubclass(resolved, torch.optim.Optimizer)):
+        names = ", ".join(repr(name) for name in OPTIMIZERS)
         raise ValueError(
-            "optimizer must be 'sgd', 'adam' or a torch.optim.Optimizer "
+            f"optimizer must be one of {names} or a torch.optim.Optimizer "
             f"subclass; got {optimizer!r}."
         )
     return resolved

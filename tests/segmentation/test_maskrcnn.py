@@ -15,6 +15,7 @@ from skpapers.datasets import SHAPE_NAMES, make_shapes
 from skpapers.datasets._shapes import _masks_to_boxes
 from skpapers.segmentation import MaskRCNNSegmenter
 from skpapers.segmentation._maskrcnn import (
+    _OPTIMIZER_SETTINGS,
     _augmented,
     _build_model,
     _load_weights,
@@ -165,7 +166,13 @@ def test_the_optimizer_and_its_default_learning_rate():
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 0.002
     assert type(sgd) is torch.optim.SGD and sgd.defaults["lr"] == 0.04
     assert sgd.defaults["momentum"] == 0.9
+    assert adamw.defaults["weight_decay"] == sgd.defaults["weight_decay"] == 1e-4
     assert _make_optimizer(parameters, "sgd", 0.5, 0.0).defaults["lr"] == 0.5
+    # others keep their own defaults
+    rmsprop = _make_optimizer(parameters, torch.optim.RMSprop, None, 0.0)
+    assert type(rmsprop) is torch.optim.RMSprop
+    assert rmsprop.defaults["lr"] == torch.optim.RMSprop(parameters).defaults["lr"]
+    assert _make_optimizer(parameters, "adam", 0.3, 0.0).defaults["lr"] == 0.3
 
 
 def test_fit_trains_with_the_optimizer_asked_for(shapes, fitted):
@@ -173,19 +180,45 @@ def test_fit_trains_with_the_optimizer_asked_for(shapes, fitted):
     sgd = MaskRCNNSegmenter(**FAST, optimizer="sgd").fit(X, y)
     assert np.isfinite(sgd.history_[0]["loss"])
     assert sgd.history_ != fitted.history_
-    with pytest.raises(ValueError, match="optimizer"):
-        MaskRCNNSegmenter(**FAST, optimizer="adam").fit(X, y)
+    adam = MaskRCNNSegmenter(**FAST, optimizer=torch.optim.Adam).fit(X, y)
+    assert adam.history_ not in (sgd.history_, fitted.history_)
+    for bad in ("adagrad", len):
+        with pytest.raises(ValueError, match="optimizer"):
+            MaskRCNNSegmenter(**FAST, optimizer=bad).fit(X, y)
 
 
-def test_mask_dilation_reaches_the_mask_head(shapes, fitted):
-    def dilations(segmenter):
-        head = segmenter.model_.roi_heads.mask_head
-        return {m.dilation for m in head.modules() if isinstance(m, torch.nn.Conv2d)}
+def test_a_diverging_fit_names_the_learning_rate_it_used(shapes, monkeypatch):
+    X, y = shapes
+    segmenter = MaskRCNNSegmenter(**{**FAST, "max_epochs": 3}, lr=1e6)
+    with pytest.raises(FloatingPointError, match=r"lower lr \(now 1000000.0\)"):
+        segmenter.fit(X, y)
+    assert not hasattr(segmenter, "model_")
+    # lr=None names the rate it resolved to, not None
+    monkeypatch.setitem(_OPTIMIZER_SETTINGS, torch.optim.AdamW, {"lr": 1e7})
+    with pytest.raises(FloatingPointError, match=r"now 10000000.0\)"):
+        MaskRCNNSegmenter(**{**FAST, "max_epochs": 3}).fit(X, y)
 
+
+def _dilations(segmenter):
+    head = segmenter.model_.roi_heads.mask_head
+    return {m.dilation for m in head.modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def test_mask_dilation_reaches_the_mask_head_and_survives_a_reload(
+    shapes, fitted, tmp_path
+):
     X, y = shapes
     paper = MaskRCNNSegmenter(**FAST, score_threshold=0.0, mask_dilation=1).fit(X, y)
-    assert dilations(fitted) == {(2, 2)} and dilations(paper) == {(1, 1)}
+    assert _dilations(fitted) == {(2, 2)} and _dilations(paper) == {(1, 1)}
     assert paper.history_ != fitted.history_
+    # the dilation changes no weight's shape: only the saved architecture can
+    # rebuild the head as fitted
+    expected = paper.predict(X)
+    paper.set_params(mask_dilation=2)
+    joblib.dump(paper, tmp_path / "paper.joblib")
+    loaded = joblib.load(tmp_path / "paper.joblib")
+    assert _dilations(loaded) == {(1, 1)}
+    _same(loaded.predict(X), expected)
     with pytest.raises(ValueError, match="mask_dilation"):
         MaskRCNNSegmenter(**FAST, mask_dilation=0).fit(X, y)
 
