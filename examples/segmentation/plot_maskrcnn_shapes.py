@@ -11,7 +11,7 @@ reads them by bilinear interpolation at exact positions, where the older
 RoIPool first rounds the box to the grid of the feature map.
 
 We first look at what the three RoI operations read from a coarse feature
-map, then train the segmenter for about a minute on images of circles,
+map, then train the segmenter for about 20 seconds on images of circles,
 squares and triangles and draw its masks.
 """
 
@@ -71,7 +71,7 @@ fig.tight_layout()
 # --------
 # The default network is sized for a CPU: a small batch-normalised backbone
 # with a feature pyramid, and light box and mask heads. A few epochs on 300
-# images take about a minute; the benchmark trains it for longer on more
+# images take about 20 seconds; the benchmark trains it for longer on more
 # images (``benchmarks/bench_maskrcnn.py``). Shapes have no up or down, so
 # every flip and quarter turn of a training image is another training image.
 segmenter = MaskRCNNSegmenter(max_epochs=4, augment="dihedral", random_state=0)

@@ -30,8 +30,8 @@ SEED_ERROR = 4.501
     "nmf",
     title="Non-negative matrix factorization",
     paper="Lee & Seung (2000), Algorithms for Non-negative Matrix Factorization",
-    # Measured with --seed 0 on two CPU cores: quick 8.6 s, full 24.8 s.
-    expected_seconds=(9, 25),
+    # Measured with --seed 0 on two CPU cores: quick 3.1 s, full 9.6 s.
+    expected_seconds=(3, 10),
 )
 def run(*, quick, out_dir, random_state):
     """The seed's example, mu vs additive on digits, parts, missing values."""

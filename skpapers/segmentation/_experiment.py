@@ -54,8 +54,8 @@ _DRAW_THRESHOLD = 0.5
     "maskrcnn",
     title="Mask R-CNN",
     paper="He et al. (2017), Mask R-CNN",
-    # Measured with --seed 0 on two CPU cores: quick 45.3 s, full 703 s.
-    expected_seconds=(45, 703),
+    # Measured with --seed 0 on two CPU cores: quick 44.4 s, full 703 s.
+    expected_seconds=(44, 703),
 )
 def run(*, quick, out_dir, random_state):
     """Mask AP of the paper's Table 2 variants on make_shapes, over seeds."""

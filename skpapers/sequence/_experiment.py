@@ -35,7 +35,7 @@ REWARD = "edit"
 # The same small network and training budget for every temperature.
 MODEL = dict(reward=REWARD, embedding_dim=32, hidden_size=64, lr=3e-3, batch_size=64)
 SIZES = {
-    # quick: about 30 s on two busy CPU cores; full: about 10 minutes.
+    # quick: about 20 s on two CPU cores; full: about 7 minutes.
     True: dict(n_train=1000, n_test=1000, max_epochs=12, n_seeds=1),
     False: dict(n_train=3000, n_test=2000, max_epochs=30, n_seeds=3),
 }
@@ -51,11 +51,8 @@ PAPER_TIMIT_DEV = {0.0: "about 21", 0.9: "about 18 (best)"}
         "Norouzi et al. (2016), Reward Augmented Maximum Likelihood for Neural "
         "Structured Prediction"
     ),
-    # quick: measured with --seed 0 on two CPU cores, 28.2 s. full: estimated,
-    # 22.5x the quick training (5 taus x 3 seeds x 3000 words x 30 epochs
-    # against 5 x 1 x 1000 x 12), which agrees with a measured full run's
-    # 10 minutes (docs/reproduce.rst).
-    expected_seconds=(28, 600),
+    # Measured with --seed 0 on two CPU cores: quick 21.4 s, full 421 s.
+    expected_seconds=(21, 421),
 )
 def run(*, quick, out_dir, random_state):
     """Phoneme error rate of ML and RML at several tau, over seeds."""
@@ -70,7 +67,7 @@ def run(*, quick, out_dir, random_state):
     if not quick:
         print(
             f"rml: {len(TAUS) * len(seeds)} trainings of {size['n_train']} words x "
-            f"{size['max_epochs']} epochs, about 10 minutes on two CPU cores",
+            f"{size['max_epochs']} epochs, about 7 minutes on two CPU cores",
             flush=True,
         )
     start = time.perf_counter()
