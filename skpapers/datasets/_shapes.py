@@ -1,14 +1,22 @@
 """Synthetic instance-segmentation images: circles, squares and triangles.
 
-Also home of the instance-target form that ``make_shapes`` returns and the
-COCO and metric helpers read: one dict per image with ``"masks"`` (bool
-``(k, H, W)``), ``"labels"`` (``(k,)``) and ``"boxes"`` (float32 ``(k, 4)``).
+``make_shapes`` returns the instance-target form that Mask R-CNN trains on
+and the COCO and metric helpers read; its checks now live in
+:mod:`skpapers.utils._validation`, imported here under their old names.
 """
 
-import numbers
+from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+
+from skpapers.utils._validation import (  # noqa: F401 (the old import path)
+    _as_labels,
+    _check_instance_targets,
+    _check_masks,
+    _masks_to_boxes,
+)
 
 SHAPE_NAMES = {1: "circle", 2: "square", 3: "triangle"}
 
@@ -46,125 +54,6 @@ def _triangle(dx, dy, size, angle):
 _DRAW = {1: _circle, 2: _square, 3: _triangle}
 # how far each shape, by label, reaches from its centre, in units of its size
 _EXTENT = np.array([np.nan, 1.0, 1.0, _TRIANGLE_CIRCUMRADIUS], dtype=np.float32)
-
-
-def _masks_to_boxes(masks):
-    """Tight boxes ``(x1, y1, x2, y2)`` of masks, with ``x2``, ``y2`` exclusive.
-
-    Parameters
-    ----------
-    masks : ndarray of shape (k, H, W), bool
-
-    Returns
-    -------
-    boxes : ndarray of shape (k, 4), float32
-        ``x1`` is the first column of the mask and ``x2`` its last column
-        plus one (likewise rows for ``y``), so that ``x2 - x1`` is the width
-        in pixels: the pixel edges, COCO's convention. An empty mask gets
-        ``(0, 0, 0, 0)``.
-    """
-    k, height, width = masks.shape
-    rows = masks.any(axis=2)
-    columns = masks.any(axis=1)
-    boxes = np.stack(
-        [
-            columns.argmax(axis=1),
-            rows.argmax(axis=1),
-            width - columns[:, ::-1].argmax(axis=1),
-            height - rows[:, ::-1].argmax(axis=1),
-        ],
-        axis=1,
-    ).astype(np.float32)
-    boxes[~rows.any(axis=1)] = 0
-    return boxes.reshape(k, 4)
-
-
-def _check_masks(masks, name):
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(
-            f"{name} must have shape (n_instances, height, width); got shape "
-            f"{masks.shape}."
-        )
-    if masks.dtype == bool or masks.size == 0:  # np.zeros((0, H, W)) is float
-        return masks.astype(bool, copy=False)
-    if not np.issubdtype(masks.dtype, np.integer):
-        raise TypeError(
-            f"{name} must be boolean (or 0/1 integers), not {masks.dtype}; "
-            "threshold probability masks first, e.g. masks > 0.5."
-        )
-    if masks.size and (masks.min() < 0 or masks.max() > 1):
-        raise ValueError(f"{name} must hold only 0 and 1.")
-    return masks.astype(bool)
-
-
-def _as_labels(labels):
-    """Labels as a 1-d array; tuples and other sequences stay whole, as objects."""
-    array = np.asarray(labels)
-    if array.ndim > 1 and not isinstance(labels, np.ndarray):
-        array = np.empty(len(labels), dtype=object)
-        for i, label in enumerate(labels):
-            array[i] = label
-    return array
-
-
-def _check_instance_targets(y, name="y", *, scores=False):
-    """Validate per-image instance dicts; return them as arrays.
-
-    Parameters
-    ----------
-    y : list of dict
-        One dict per image with ``"masks"`` (``(k, H, W)``, bool or 0/1) and
-        ``"labels"`` (``(k,)``, hashables); with ``scores=True`` also
-        ``"scores"`` (``(k,)``, floats). Other keys are ignored.
-    name : str
-        What ``y`` is called in error messages.
-    scores : bool
-        Whether ``"scores"`` are required.
-
-    Returns
-    -------
-    list of dict
-        ``"masks"`` as a bool ndarray, ``"labels"`` as an ndarray and, with
-        ``scores=True``, ``"scores"`` as a float64 ndarray.
-    """
-    if isinstance(y, dict):
-        raise TypeError(f"{name} must be a list of dicts, one per image, not a dict.")
-    checked = []
-    needed = ("masks", "labels", "scores") if scores else ("masks", "labels")
-    for i, target in enumerate(y):
-        where = f"{name}[{i}]"
-        if not hasattr(target, "keys"):
-            raise TypeError(
-                f"{where} must be a dict with keys {needed}; got "
-                f"{type(target).__name__}."
-            )
-        missing = [key for key in needed if key not in target]
-        if missing:
-            raise ValueError(f"{where} lacks the key(s) {missing}.")
-        masks = _check_masks(target["masks"], f"{where}['masks']")
-        entry = {"masks": masks}
-        for key in needed[1:]:
-            values = (
-                np.asarray(target[key], dtype=float)
-                if key == "scores"
-                else _as_labels(target[key])
-            )
-            if values.shape != masks.shape[:1]:
-                raise ValueError(
-                    f"{where}['{key}'] must have shape ({masks.shape[0]},), one "
-                    f"per mask; got shape {values.shape}."
-                )
-            entry[key] = values
-        checked.append(entry)
-    return checked
-
-
-def _check_int(value, name, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
 
 
 def _draw_chunk(centres, sizes, angles, kinds, n_drawn, *, image_size, min_area):
@@ -210,6 +99,41 @@ def _draw_chunk(centres, sizes, angles, kinds, n_drawn, *, image_size, min_area)
     return visible, kept, owner
 
 
+_DESCR = """\
+.. _shapes:
+
+Synthetic shapes for instance segmentation
+------------------------------------------
+
+RGB images of overlapping circles, squares and triangles on a dark, noisy
+background, each shape in a random colour with at least one bright channel.
+A later shape covers the earlier ones: the masks are what is visible, and no
+pixel belongs to two masks. A shape whose visible area falls below
+``min_area`` pixels is dropped and not drawn, so every coloured pixel belongs
+to exactly one instance, and no image is empty.
+
+:Input: uint8 images of shape (image_size, image_size, 3)
+:Target: one dict per image with ``"masks"`` (bool, (k, H, W)), ``"labels"``
+    (int64, (k,): 1 circle, 2 square, 3 triangle) and ``"boxes"`` (float32,
+    (k, 4), ``(x1, y1, x2, y2)`` in pixel edges, COCO's convention)
+:Classes: 3; ``target_names[label]`` names a label, 0 is the background
+
+The Mask R-CNN reproduction (He et al., 2017) runs the paper's Table 2
+ablations on these images, offline on a CPU.
+"""
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 1, None, closed="left")],
+        "max_instances": [Interval(Integral, 1, None, closed="left")],
+        "min_area": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_shapes(
     n_samples=100,
     *,
@@ -217,6 +141,7 @@ def make_shapes(
     max_instances=4,
     min_area=20,
     random_state=None,
+    return_X_y=True,
 ):
     """Make images of overlapping circles, squares and triangles with masks.
 
@@ -251,6 +176,11 @@ def make_shapes(
         Fewest visible pixels an instance keeps.
     random_state : int, RandomState instance or None, default=None
         Seed; the same seed gives the same images and targets.
+    return_X_y : bool, default=True
+        Return ``(X, y)``; ``False`` returns a :class:`~sklearn.utils.Bunch`
+        with ``X``, ``y``, ``target_names`` (``target_names[label]`` names a
+        label, ``"background"`` for 0), ``parameters`` (the arguments given)
+        and ``DESCR``.
 
     Returns
     -------
@@ -284,10 +214,10 @@ def make_shapes(
     >>> bool(y[0]["masks"].sum(axis=0).max() <= 1)  # no pixel in two masks
     True
     """
-    _check_int(n_samples, "n_samples", 1)
-    _check_int(image_size, "image_size", 1)
-    _check_int(max_instances, "max_instances", 1)
-    _check_int(min_area, "min_area", 1)
+    # numpy integers and bools are ints to validate_params, not to randint
+    n_samples, image_size, max_instances, min_area = (
+        int(value) for value in (n_samples, image_size, max_instances, min_area)
+    )
     # a whole triangle of size s covers at least 2.92 (s - 0.94)**2 pixels:
     # the triangle shrunk by half a pixel diagonal lies in its pixels' squares
     inradius_per_size = _TRIANGLE_CIRCUMRADIUS / 2
@@ -297,7 +227,8 @@ def make_shapes(
     low, high = max(image_size / 10, smallest), image_size / 4
     if low > high:
         raise ValueError(
-            f"image_size={image_size} is too small for min_area={min_area}: "
+            f"make_shapes: image_size={image_size} is too small for "
+            f"min_area={min_area}: "
             f"shapes up to image_size / 4 = {high:.3g} pixels must reach "
             f"{smallest:.3g} to be sure to cover min_area pixels; use an "
             f"image_size of at least {int(np.ceil(4 * smallest))} or a smaller "
@@ -349,4 +280,18 @@ def make_shapes(
                     "boxes": _masks_to_boxes(masks),
                 }
             )
-    return X, y
+    if return_X_y:
+        return X, y
+    return Bunch(
+        X=X,
+        y=y,
+        target_names=np.array(["background", *SHAPE_NAMES.values()]),
+        parameters={
+            "n_samples": n_samples,
+            "image_size": image_size,
+            "max_instances": max_instances,
+            "min_area": min_area,
+            "random_state": random_state,
+        },
+        DESCR=_DESCR,
+    )

@@ -62,7 +62,7 @@ def run(*, quick, out_dir, random_state):
 
 
 def _ratings_example():
-    V = load_ratings_example()
+    V = load_ratings_example().data
     nmf = NMF(n_components=1, init="nndsvd", tol=0, max_iter=500)
     W = nmf.fit_transform(V).ravel()
     scale = W.sum()

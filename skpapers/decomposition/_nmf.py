@@ -165,7 +165,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from skpapers.decomposition import NMF
     >>> from skpapers.datasets import load_ratings_example
-    >>> V = load_ratings_example()
+    >>> V = load_ratings_example().data
     >>> nmf = NMF(n_components=1, init="nndsvd", tol=0, max_iter=500).fit(V)
     >>> round(nmf.reconstruction_err_, 3)
     4.501

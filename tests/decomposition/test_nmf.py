@@ -49,7 +49,7 @@ def _low_rank(n=200, m=90, k=8, seed=0):
 
 
 def test_ratings_example_reproduces_the_seed():
-    V = load_ratings_example()
+    V = load_ratings_example().data
     nmf = NMF(n_components=1, init="nndsvd", tol=0, max_iter=500).fit(V)
     W = nmf.transform(V).ravel()
     scale = W.sum()
