@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from skpapers.datasets._shapes import _check_instance_targets, _masks_to_boxes
+from skpapers.utils._validation import _check_instance_targets, _masks_to_boxes
 
 PYCOCOTOOLS_HINT = (
     'this needs pycocotools: pip install "skpapers[data]" (or pip install pycocotools)'

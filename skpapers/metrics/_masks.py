@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 
 from skpapers.datasets._coco import _annotations, _pycocotools
-from skpapers.datasets._shapes import _check_instance_targets
+from skpapers.utils._validation import _check_instance_targets
 
 # COCO's IoU thresholds, 0.5 to 0.95 in steps of 0.05, as COCOeval makes them.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)

@@ -12,7 +12,6 @@ from sklearn.utils.validation import check_is_fitted
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from tqdm.auto import tqdm
 
-from skpapers.datasets._shapes import _check_instance_targets, _masks_to_boxes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation._model import MASK_LOSSES, ROI_OPS, build_maskrcnn
 from skpapers.utils import restore_on_error
@@ -32,6 +31,7 @@ from skpapers.utils._torch import (
     torch_seed,
     use_worker_threads,
 )
+from skpapers.utils._validation import _check_instance_targets, _masks_to_boxes
 
 # Detections kept for scoring: the AP of COCO counts low-scored ones too.
 _SCORING_THRESHOLD = 0.05

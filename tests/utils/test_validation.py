@@ -1,0 +1,33 @@
+"""Input checks shared by the estimators, the metrics and COCO I/O."""
+
+import numpy as np
+import pytest
+
+from skpapers.datasets import _shapes
+from skpapers.utils import _validation
+
+
+def test_the_old_import_path_gives_the_same_checks():
+    for name in (
+        "_as_labels",
+        "_check_instance_targets",
+        "_check_masks",
+        "_masks_to_boxes",
+    ):
+        assert getattr(_shapes, name) is getattr(_validation, name)
+
+
+def test_instance_targets_are_checked_and_converted():
+    masks = np.zeros((2, 4, 5), dtype=np.uint8)
+    masks[0, 1:3, 2:4] = 1
+    masks[1, 0, 0] = 1
+    (checked,) = _validation._check_instance_targets(
+        [{"masks": masks, "labels": ["a", ("b", 1)]}]
+    )
+    assert checked["masks"].dtype == bool
+    assert checked["labels"].tolist() == ["a", ("b", 1)]
+    np.testing.assert_array_equal(
+        _validation._masks_to_boxes(checked["masks"]), [[2, 1, 4, 3], [0, 0, 1, 1]]
+    )
+    with pytest.raises(ValueError, match=r"y\[0\]\['labels'\] must have shape \(2,\)"):
+        _validation._check_instance_targets([{"masks": masks, "labels": [1]}])
