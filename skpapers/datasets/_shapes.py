@@ -5,10 +5,11 @@ and the COCO and metric helpers read; its checks now live in
 :mod:`skpapers.utils._validation`, imported here under their old names.
 """
 
-import numbers
+from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from skpapers.utils._validation import (  # noqa: F401 (the old import path)
     _as_labels,
@@ -55,13 +56,6 @@ _DRAW = {1: _circle, 2: _square, 3: _triangle}
 _EXTENT = np.array([np.nan, 1.0, 1.0, _TRIANGLE_CIRCUMRADIUS], dtype=np.float32)
 
 
-def _check_int(value, name, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
-
-
 def _draw_chunk(centres, sizes, angles, kinds, n_drawn, *, image_size, min_area):
     """Visible masks of one chunk of images, drawn bottom to top.
 
@@ -105,6 +99,41 @@ def _draw_chunk(centres, sizes, angles, kinds, n_drawn, *, image_size, min_area)
     return visible, kept, owner
 
 
+_DESCR = """\
+.. _shapes:
+
+Synthetic shapes for instance segmentation
+------------------------------------------
+
+RGB images of overlapping circles, squares and triangles on a dark, noisy
+background, each shape in a random colour with at least one bright channel.
+A later shape covers the earlier ones: the masks are what is visible, and no
+pixel belongs to two masks. A shape whose visible area falls below
+``min_area`` pixels is dropped and not drawn, so every coloured pixel belongs
+to exactly one instance, and no image is empty.
+
+:Input: uint8 images of shape (image_size, image_size, 3)
+:Target: one dict per image with ``"masks"`` (bool, (k, H, W)), ``"labels"``
+    (int64, (k,): 1 circle, 2 square, 3 triangle) and ``"boxes"`` (float32,
+    (k, 4), ``(x1, y1, x2, y2)`` in pixel edges, COCO's convention)
+:Classes: 3; ``target_names[label]`` names a label, 0 is the background
+
+The Mask R-CNN reproduction (He et al., 2017) runs the paper's Table 2
+ablations on these images, offline on a CPU.
+"""
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 1, None, closed="left")],
+        "max_instances": [Interval(Integral, 1, None, closed="left")],
+        "min_area": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_shapes(
     n_samples=100,
     *,
@@ -112,6 +141,7 @@ def make_shapes(
     max_instances=4,
     min_area=20,
     random_state=None,
+    return_X_y=True,
 ):
     """Make images of overlapping circles, squares and triangles with masks.
 
@@ -146,6 +176,11 @@ def make_shapes(
         Fewest visible pixels an instance keeps.
     random_state : int, RandomState instance or None, default=None
         Seed; the same seed gives the same images and targets.
+    return_X_y : bool, default=True
+        Return ``(X, y)``; ``False`` returns a :class:`~sklearn.utils.Bunch`
+        with ``X``, ``y``, ``target_names`` (``target_names[label]`` names a
+        label, ``"background"`` for 0), ``parameters`` (the arguments given)
+        and ``DESCR``.
 
     Returns
     -------
@@ -179,10 +214,10 @@ def make_shapes(
     >>> bool(y[0]["masks"].sum(axis=0).max() <= 1)  # no pixel in two masks
     True
     """
-    _check_int(n_samples, "n_samples", 1)
-    _check_int(image_size, "image_size", 1)
-    _check_int(max_instances, "max_instances", 1)
-    _check_int(min_area, "min_area", 1)
+    # numpy integers and bools are ints to validate_params, not to randint
+    n_samples, image_size, max_instances, min_area = (
+        int(value) for value in (n_samples, image_size, max_instances, min_area)
+    )
     # a whole triangle of size s covers at least 2.92 (s - 0.94)**2 pixels:
     # the triangle shrunk by half a pixel diagonal lies in its pixels' squares
     inradius_per_size = _TRIANGLE_CIRCUMRADIUS / 2
@@ -192,7 +227,8 @@ def make_shapes(
     low, high = max(image_size / 10, smallest), image_size / 4
     if low > high:
         raise ValueError(
-            f"image_size={image_size} is too small for min_area={min_area}: "
+            f"make_shapes: image_size={image_size} is too small for "
+            f"min_area={min_area}: "
             f"shapes up to image_size / 4 = {high:.3g} pixels must reach "
             f"{smallest:.3g} to be sure to cover min_area pixels; use an "
             f"image_size of at least {int(np.ceil(4 * smallest))} or a smaller "
@@ -244,4 +280,18 @@ def make_shapes(
                     "boxes": _masks_to_boxes(masks),
                 }
             )
-    return X, y
+    if return_X_y:
+        return X, y
+    return Bunch(
+        X=X,
+        y=y,
+        target_names=np.array(["background", *SHAPE_NAMES.values()]),
+        parameters={
+            "n_samples": n_samples,
+            "image_size": image_size,
+            "max_instances": max_instances,
+            "min_area": min_area,
+            "random_state": random_state,
+        },
+        DESCR=_DESCR,
+    )
