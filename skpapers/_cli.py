@@ -46,7 +46,7 @@ def _parser(names):
     )
     reproduce.add_argument(
         "--out",
-        type=Path,
+        type=_folder,
         default=Path("skpapers-report"),
         help="folder for the reports and the figures (default: skpapers-report)",
     )
@@ -56,20 +56,54 @@ def _parser(names):
     return parser
 
 
+def _folder(value):
+    """``--out`` as a Path, refused at once where a file stands in the way."""
+    path = Path(value)
+    # the folder, or the first part of it that exists, must be a folder
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"{part} is a file, not a folder; give a folder for the "
+                    "reports (it is made if missing)"
+                )
+            break
+    return path
+
+
 def main(argv=None):
-    """Entry point of the ``skpapers`` command."""
+    """Entry point of the ``skpapers`` command.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The arguments; None reads them from ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when the command ran, 2 when no command was
+        given (the help is printed to stderr). Bad arguments exit with
+        status 2 and a one-line error, through :mod:`argparse`.
+    """
     experiments = registered_experiments()
     parser = _parser(list(experiments))
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     requested = (
         [args.experiments] if isinstance(args.experiments, str) else args.experiments
     )
     names = list(experiments) if "all" in requested else dict.fromkeys(requested)
     chosen = [experiments[name] for name in names]
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # no permission, a file made since the check, ...
+        parser.error(
+            f"argument --out: cannot make the folder {args.out}: "
+            f"{error.strerror or error}"
+        )
     print(_plan(chosen, args.quick), flush=True)
     runs = []
     for k, exp in enumerate(chosen, start=1):

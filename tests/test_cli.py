@@ -2,6 +2,7 @@
 
 import base64
 import re
+import runpy
 from types import SimpleNamespace
 
 import numpy as np
@@ -30,9 +31,74 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"skpapers {__version__}"
 
 
-def test_no_command_prints_help(capsys):
-    assert main([]) == 0
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith("usage: skpapers")
+    assert "reproduce" in printed.err
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_exits_0(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag])
+    assert exit_info.value.code == 0
     assert "reproduce" in capsys.readouterr().out
+
+
+def test_python_m_skpapers_is_the_command(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["python -m skpapers", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("skpapers", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skpapers {__version__}"
+    monkeypatch.setattr("sys.argv", ["python -m skpapers"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("skpapers", run_name="__main__")
+    assert exit_info.value.code == 2
+
+
+def _refused(argv, capsys):
+    """The one error line of a command argparse refuses with exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "Traceback" not in printed.err
+    [error] = [line for line in printed.err.splitlines() if "error:" in line]
+    return error
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_out_must_not_be_a_file(tmp_path, capsys, below, monkeypatch):
+    # no experiment may start
+    monkeypatch.setattr(_cli, "_plan", _fail)
+    a_file = tmp_path / "report.md"
+    a_file.write_text("kept")
+    error = _refused(["reproduce", "nmf", "--out", str(a_file / below)], capsys)
+    assert error == (
+        f"skpapers reproduce: error: argument --out: {a_file} is a file, not a "
+        "folder; give a folder for the reports (it is made if missing)"
+    )
+    assert a_file.read_text() == "kept"
+
+
+def test_out_that_cannot_be_made_is_one_error_line(tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_cli.Path, "mkdir", refuse)
+    monkeypatch.setattr(_cli, "_plan", _fail)
+    error = _refused(["reproduce", "nmf", "--out", str(tmp_path / "new")], capsys)
+    assert error == (
+        f"skpapers: error: argument --out: cannot make the folder "
+        f"{tmp_path / 'new'}: Permission denied"
+    )
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("an experiment started")
 
 
 def test_unknown_experiment_is_refused(capsys):
