@@ -1,6 +1,5 @@
 """MaskRCNNSegmenter: Mask R-CNN instance segmentation as an estimator."""
 
-import contextlib
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -31,7 +30,13 @@ from skpapers.utils._torch import (
     torch_seed,
     use_worker_threads,
 )
-from skpapers.utils._validation import _check_instance_targets, _masks_to_boxes
+from skpapers.utils._validation import (
+    _check_boxes_frame_masks,
+    _check_class_labels,
+    _check_instance_targets,
+    _check_resizable,
+    _masks_to_boxes,
+)
 
 # Detections kept for scoring: the AP of COCO counts low-scored ones too.
 _SCORING_THRESHOLD = 0.05
@@ -231,12 +236,15 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         Parameters
         ----------
         X : array of shape (n, H, W, 3) or (n, H, W), or list of such images
-            RGB or grayscale images, uint8 or float in [0, 1]; sizes may differ.
+            RGB or grayscale images, uint8 or float in [0, 1]; sizes may differ,
+            but no side may be more than ``image_size`` times the other (it
+            would keep no pixel when resized).
         y : list of dict
             One per image: ``"masks"`` (bool ``(k, H, W)``), ``"labels"``
-            (``(k,)``, any hashable class names) and optionally ``"boxes"``
-            (``(k, 4)``, x1 y1 x2 y2; derived from the masks when absent). An
-            image with no instance (``k = 0``) is background only.
+            (``(k,)``, any hashable class names, all of one type, no NaN) and
+            optionally ``"boxes"`` (``(k, 4)``, x1 y1 x2 y2, each holding
+            pixels of its mask; derived from the masks when absent). An image
+            with no instance (``k = 0``) is background only.
 
         Returns
         -------
@@ -247,9 +255,9 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         with restore_on_error(self):
             device = check_device(self.device)
             images = _check_images(X)
+            _check_resizable(images, self.image_size)
             targets = _check_targets(y, images)
-            labels = np.concatenate([t["labels"] for t in targets])
-            classes = _unique_labels(labels)
+            classes = _check_class_labels(targets)
             if len(classes) == 0:
                 raise ValueError(
                     "y holds no instance at all: at least one labelled mask is "
@@ -354,6 +362,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         use_worker_threads()
         check_is_fitted(self)
         images = _check_images(X)
+        _check_resizable(images, self.model_.transform.max_size)  # as fitted
         device = next(self.model_.parameters()).device
         self.model_.eval()
         predictions = []
@@ -466,15 +475,6 @@ def _lr_factor(step, total, warmup=50):
     return factor * min(1.0, (step + 1) / warmup)
 
 
-def _unique_labels(labels):
-    unique = list(dict.fromkeys(labels.tolist()))
-    with contextlib.suppress(TypeError):  # mixed types keep their first order
-        unique = sorted(unique)
-    classes = np.empty(len(unique), dtype=labels.dtype if labels.size else object)
-    classes[:] = unique
-    return classes
-
-
 def _check_images(X):
     """A list of (H, W, 3) float32 arrays in [0, 1], or a clear error."""
     if isinstance(X, np.ndarray):
@@ -571,6 +571,7 @@ def _check_targets(y, images):
                 f"y[{i}]['boxes'][{int(bad[0])}] = {boxes[bad[0]].tolist()} is "
                 "degenerate: boxes are x1, y1, x2, y2 with x2 > x1 and y2 > y1."
             )
+        _check_boxes_frame_masks(boxes, masks, f"y[{i}]['boxes']")
         target["boxes"] = boxes
     return targets
 

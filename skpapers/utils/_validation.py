@@ -11,6 +11,11 @@ Only numpy is imported at module level, so that the light parts of skpapers
 (NMF, the data sets) load no torch through it.
 """
 
+import contextlib
+import math
+import numbers
+from collections.abc import Mapping, Set
+
 import numpy as np
 
 # -- instance targets ---------------------------------------------------------
@@ -129,3 +134,190 @@ def _check_instance_targets(y, name="y", *, scores=False):
             entry[key] = values
         checked.append(entry)
     return checked
+
+
+def _label_kind(label):
+    """What kind of class label ``label`` is, for refusing a mix of kinds."""
+    if isinstance(label, str | bytes | np.str_ | np.bytes_):
+        return "string"
+    if isinstance(label, numbers.Number):  # bools and numpy numbers too
+        return "number"
+    return type(label).__name__
+
+
+def _check_class_labels(targets, name="y"):
+    """The classes of checked instance targets, sorted, in the labels' dtype.
+
+    Parameters
+    ----------
+    targets : list of dict
+        From :func:`_check_instance_targets`.
+    name : str
+        What the targets are called in error messages.
+
+    Returns
+    -------
+    classes : ndarray of shape (n_classes,)
+        The distinct labels, sorted where they sort, with the dtype of the
+        images' label arrays (an empty ``labels: []`` is float to numpy and
+        is left out, so that int labels stay int).
+
+    Raises
+    ------
+    ValueError
+        If a label is NaN (it equals no label, itself included), or if the
+        labels mix kinds, such as strings in one image and ints in another
+        (numpy would turn the ints into strings, which no longer match).
+    """
+    arrays, first = [], None
+    for i, target in enumerate(targets):
+        labels = target["labels"]
+        if not labels.size:
+            continue
+        for j, label in enumerate(labels.tolist()):
+            if isinstance(label, numbers.Real) and label != label:  # NaN
+                raise ValueError(
+                    f"{name}[{i}]['labels'][{j}] is NaN, which is not a class "
+                    "label: give each instance a label, or drop the instance."
+                )
+            kind = _label_kind(label)
+            if first is None:
+                first = (kind, i, label)
+            elif kind != first[0]:
+                raise ValueError(
+                    f"{name} mixes label types: {name}[{first[1]}]['labels'] holds "
+                    f"{first[0]} labels (e.g. {first[2]!r}) and {name}[{i}]['labels'] "
+                    f"{kind} labels (e.g. {label!r}); all labels must be of one "
+                    "type, e.g. all strings or all ints."
+                )
+        arrays.append(labels)
+    if not arrays:
+        return np.empty(0, dtype=object)
+    labels = np.concatenate(arrays)
+    unique = list(dict.fromkeys(labels.tolist()))
+    with contextlib.suppress(TypeError):  # unorderable labels keep their order
+        unique = sorted(unique)
+    classes = np.empty(len(unique), dtype=labels.dtype)
+    for k, label in enumerate(unique):  # one by one: a tuple label stays whole
+        classes[k] = label
+    return classes
+
+
+def _check_boxes_frame_masks(boxes, masks, name):
+    """Refuse a box that holds none of its mask's pixels.
+
+    Such a box is a mistake of coordinates (COCO's ``x, y, width, height``
+    given as ``x1, y1, x2, y2``, boxes of another image size), not an
+    instance: torchvision would crop the mask's training target by the box
+    and learn an empty mask, without a word.
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (k, 4)
+        ``x1, y1, x2, y2`` in pixel edges, each non-degenerate.
+    masks : ndarray of shape (k, H, W), bool
+        Each mask non-empty.
+    name : str
+        What the boxes are called in error messages, e.g. ``"y[3]['boxes']"``.
+    """
+    height, width = masks.shape[1:]
+    for j, (box, mask) in enumerate(zip(boxes, masks, strict=True)):
+        x1, y1, x2, y2 = box.tolist()
+        # pixel (r, c) covers [c, c + 1) x [r, r + 1)
+        c1, r1 = max(math.floor(x1), 0), max(math.floor(y1), 0)
+        c2, r2 = min(math.ceil(x2), width), min(math.ceil(y2), height)
+        if c1 < c2 and r1 < r2 and mask[r1:r2, c1:c2].any():
+            continue
+        if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+            problem = f"lies wholly outside its {height} x {width} image"
+        else:
+            problem = "holds none of the pixels of its mask"
+        raise ValueError(
+            f"{name}[{j}] = {[x1, y1, x2, y2]} {problem}: each box is x1, y1, x2, "
+            "y2 in pixels of its image and must frame its mask (COCO's x, y, "
+            "width, height must be converted; leave 'boxes' out to take the "
+            "masks' own boxes)."
+        )
+
+
+# -- images -------------------------------------------------------------------
+
+
+def _check_resizable(images, image_size, name="X"):
+    """Refuse an image too thin to keep a row (or column) when resized.
+
+    The network resizes each image so that its longer side is ``image_size``
+    (torchvision's ``min_size = max_size``); the shorter side then becomes
+    ``floor(short * image_size / long)`` pixels, and at 0 torch fails deep in
+    the resize ("output (H: 0 ...)").
+
+    Parameters
+    ----------
+    images : list of ndarray of shape (H, W, 3)
+    image_size : int
+        The side the network resizes the images to.
+    name : str
+        What the images are called in error messages.
+    """
+    for i, image in enumerate(images):
+        short, long = sorted(image.shape[:2])
+        if short * image_size < long:
+            height, width = image.shape[:2]
+            raise ValueError(
+                f"{name}[{i}] is {height} x {width} pixels: resized for the network "
+                f"to image_size={image_size} on its longer side, its shorter side "
+                f"would be {short * image_size / long:.2g} pixels, less than one. "
+                f"An image's longer side may be at most {image_size} times its "
+                "shorter: pad or split this one, or use an image_size of at "
+                f"least {-(-long // short)}."
+            )
+
+
+# -- sequences ----------------------------------------------------------------
+
+
+def _check_ordered(values, name):
+    """Refuse a set or a mapping where an ordered collection is needed.
+
+    A set's order is arbitrary (it differs between processes for strings), so
+    that which input would pair with which target would be too; a dict
+    iterates over its keys alone.
+
+    Parameters
+    ----------
+    values : object
+        What was given.
+    name : str
+        What it is called in error messages.
+    """
+    if isinstance(values, Mapping):
+        raise TypeError(
+            f"{name} is a {type(values).__name__}, which iterates over its keys "
+            f"alone; {name} must be an ordered collection (a list, tuple, array or "
+            "pandas Series). For a dict of pairs, pass list(d) and list(d.values())."
+        )
+    if isinstance(values, Set):
+        raise TypeError(
+            f"{name} is a {type(values).__name__}, whose order is arbitrary, so "
+            f"that which element of {name} pairs with which of the other would be "
+            f"too; {name} must be an ordered collection (a list, tuple, array or "
+            "pandas Series), e.g. sorted(...)."
+        )
+
+
+def _check_reference_tokens(sequences, name="y"):
+    """Refuse references with no token at all, where a score divides by their
+    total length.
+
+    Parameters
+    ----------
+    sequences : list of sequences
+    name : str
+        What they are called in error messages.
+    """
+    if not any(len(sequence) for sequence in sequences):
+        raise ValueError(
+            f"{name} holds only empty sequences: the edit error rate divides by "
+            "the references' total length, here 0, so no score is defined. At "
+            f"least one sequence of {name} must hold a token."
+        )

@@ -256,6 +256,11 @@ def _with(y, i, **changes):
         ("fewer targets", ValueError, "6 images but y 5 targets"),
         ("no instance at all", ValueError, "holds no instance at all"),
         ("a dict", TypeError, "must be a list of dicts"),
+        ("thin image", ValueError, r"X\[0\] is 8 x 400 pixels: .* 0.96 pixels"),
+        ("mixed label types", ValueError, "y mixes label types: y.0..'labels'. "),
+        ("nan label", ValueError, r"y\[1\]\['labels'\]\[0\] is NaN"),
+        ("box outside", ValueError, "lies wholly outside its 48 x 48 image"),
+        ("box beside its mask", ValueError, "holds none of the pixels of its mask"),
     ],
 )
 def test_bad_input_is_refused_and_the_old_model_kept(
@@ -287,11 +292,69 @@ def test_bad_input_is_refused_and_the_old_model_kept(
         y_bad = [none] * len(X)
     elif case == "a dict":
         y_bad = y[0]
+    elif case == "thin image":
+        X_bad, y_bad = [np.zeros((8, 400, 3), np.uint8)], [y[0]]
+    elif case == "mixed label types":
+        y_bad = _with(y, 2, labels=[SHAPE_NAMES[label] for label in y[2]["labels"]])
+    elif case == "nan label":
+        y_bad = _with(y, 1, labels=np.r_[np.nan, y[1]["labels"][1:]])
+    elif case == "box outside":
+        boxes = y[3]["boxes"].copy()
+        boxes[-1] = [50, 10, 60, 20]
+        y_bad = _with(y, 3, boxes=boxes)
+    elif case == "box beside its mask":
+        rows, columns = np.nonzero(~y[0]["masks"][0])
+        boxes = y[0]["boxes"].copy()
+        boxes[0] = [columns[0], rows[0], columns[0] + 1, rows[0] + 1]
+        y_bad = _with(y, 0, boxes=boxes)
     model = joblib.load(_dumped(fitted))
+    state = dict(vars(model))
     before = model.predict(X[:1])
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         model.fit(X_bad, y_bad)
+    assert str(raised.value).startswith("MaskRCNNSegmenter: ")
+    assert vars(model).keys() == state.keys()
+    assert all(vars(model)[key] is value for key, value in state.items())
     _same(model.predict(X[:1]), before)
+
+
+def test_a_thin_image_to_predict_is_refused_and_one_at_the_limit_segmented(
+    fitted, shapes
+):
+    X, _ = shapes
+    model = joblib.load(_dumped(fitted))
+    state = dict(vars(model))
+    with pytest.raises(ValueError, match=r"X\[1\] is 1 x 49 pixels") as raised:
+        model.predict([X[0], np.zeros((1, 49, 3), np.uint8)])
+    assert str(raised.value).startswith("MaskRCNNSegmenter: ")
+    assert "image_size of at least 49" in str(raised.value)
+    assert all(vars(model)[key] is value for key, value in state.items())
+    # at 1 x 48 (image_size=48) the network still sees one row
+    (thin,) = model.predict([np.full((1, 48, 3), 200, np.uint8)])
+    assert thin["masks"].shape[1:] == (1, 48)
+    assert thin["boxes"].shape == (len(thin["scores"]), 4)
+
+
+def test_a_thin_image_at_the_limit_trains(shapes):
+    X, y = shapes
+    thin = np.zeros((2, 96, 3), np.uint8)  # 2 x 96: one row at image_size=48
+    thin[:, 10:30] = 255
+    masks = np.zeros((1, 2, 96), bool)
+    masks[0, :, 10:30] = True
+    model = MaskRCNNSegmenter(**FAST).fit(
+        [*X[:2], thin], [*y[:2], {"masks": masks, "labels": [1]}]
+    )
+    assert np.isfinite(model.history_[0]["loss"])
+    assert model.predict([thin])[0]["masks"].shape[1:] == (2, 96)
+
+
+def test_an_image_with_no_labels_keeps_int_classes_int(shapes):
+    X, y = shapes
+    empty = {"masks": np.zeros((0, 48, 48), bool), "labels": []}  # float to numpy
+    model = MaskRCNNSegmenter(**FAST, score_threshold=0.0).fit(X[:3], [empty, *y[1:3]])
+    assert model.classes_.dtype == np.int64
+    labels = np.concatenate([p["labels"] for p in model.predict(X[:3])])
+    assert labels.size and labels.dtype == np.int64
 
 
 def _dumped(model):
