@@ -1,49 +1,44 @@
 """BatchNormMLPClassifier: a batch-normalised MLP as a scikit-learn classifier."""
 
-import copy
 import itertools
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset, ValidSplit
+from skorch.utils import to_tensor
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
 from skpapers.utils import restore_on_error
+from skpapers.utils._base import SkorchEstimatorMixin, TrainingNetMixin
 from skpapers.utils._errors import names_estimator
 from skpapers.utils._persistence import (
-    ArraysOnSave,
     loadable_device,
     net_state,
     restore_net,
     to_numpy,
     to_torch,
 )
-from skpapers.utils._torch import (
-    OPTIMIZERS,
-    check_device,
-    check_optimizer,
-    seeded,
-    torch_seed,
-    use_worker_threads,
-)
+from skpapers.utils._torch import check_optimizer, seeded, use_worker_threads
 
 # Rows per forward pass at inference: bounds memory, not results.
 _PREDICT_CHUNK = 8192
 
 
-class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
+class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier with batch normalization.
 
     Each hidden layer is ``linear -> batch norm -> nonlinearity`` (Ioffe &
@@ -114,8 +109,15 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
 
     callbacks : list of skorch callbacks or None, default=None
         Extra :mod:`skorch.callbacks` (or ``(name, callback)`` pairs) for
-        the underlying net, such as :class:`skorch.callbacks.LRScheduler`.
-        Each fit works on a copy, so the objects given stay as they are.
+        the underlying net, such as :class:`skorch.callbacks.LRScheduler`,
+        :class:`~skorch.callbacks.Checkpoint` or
+        :class:`~skorch.callbacks.LoadInitState`. Each fit works on a copy,
+        so the objects given stay as they are.
+
+    warm_start : bool, default=False
+        A fit of a fitted classifier trains ``max_epochs`` more epochs from
+        its weights (on the classes of the first fit) rather than starting
+        anew.
 
     device : str, default="cpu"
         Torch device to train and predict on: ``"cpu"``, ``"cuda"``,
@@ -129,7 +131,16 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
 
     verbose : int, default=0
         ``1`` prints a line per epoch (skorch's log); ``2`` adds a progress
-        bar per epoch.
+        bar within each epoch.
+
+    **kwargs : dict
+        skorch's routed parameters, passed to the parts of the net:
+        ``optimizer__*`` (e.g. ``optimizer__nesterov=True``; they override
+        ``momentum`` and ``weight_decay``), ``criterion__*`` (e.g.
+        ``criterion__label_smoothing=0.1``), ``iterator_train__*``,
+        ``iterator_valid__*`` and ``callbacks__<name>__*``. They are
+        parameters like the others (``set_params``, ``GridSearchCV``); a
+        name the net does not have is refused by ``fit``.
 
     Attributes
     ----------
@@ -143,7 +154,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         Names of features seen during fit, if ``X`` had string column names.
 
     n_iter_ : int
-        Epochs trained.
+        Complete epochs trained, over all fits of a warm start.
 
     history_ : skorch.History
         Per epoch: ``train_loss``, and with ``early_stopping``
@@ -194,26 +205,23 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **SkorchEstimatorMixin._parameter_constraints,
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_norm": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "callbacks": [list, None],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
+    _module_settings = {
+        f"module__{name}": name
+        for name in ("hidden_layer_sizes", "activation", "batch_norm", "dropout")
+    } | {"module__n_features": "X", "module__n_classes": "y"}
 
     def __init__(
         self,
@@ -234,9 +242,11 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         tol=1e-4,
         class_weight=None,
         callbacks=None,
+        warm_start=False,
         device="cpu",
         random_state=None,
         verbose=0,
+        **kwargs,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -254,16 +264,21 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.class_weight = class_weight
         self.callbacks = callbacks
+        self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self._set_routed_params(kwargs)
 
     # -- fitting --------------------------------------------------------------
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train the network on ``X``, ``y`` from new random weights.
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X``, ``y``.
+
+        From new random weights, or with ``warm_start`` from the fitted ones
+        for ``max_epochs`` more epochs.
 
         Parameters
         ----------
@@ -271,48 +286,57 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             Training data; cast to float32.
         y : array-like of shape (n_samples,)
             Class labels of any hashable type.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample. An integer weight repeats its row: a row
+            of weight 2 trains exactly as the row given twice (in the batch
+            statistics too), and weight 0 as the row left out; other weights
+            scale each row's term of the loss.
 
         Returns
         -------
         self : BatchNormMLPClassifier
             The fitted classifier.
         """
-        use_worker_threads()
         with restore_on_error(self):
-            hidden, optimizer, device = self._check_params()
-            X, y = self._validate_Xy(X, y, reset=True)
-            classes, y_index = np.unique(y, return_inverse=True)
+            optimizer, device, seed = self._start_fit()
+            hidden = self._check_hidden()
+            warm = self.warm_start and hasattr(self, "net_")
+            X, y = self._validate_Xy(X, y, reset=not warm)
+            if warm:
+                classes, y_index = self.classes_, _label_index(y, self.classes_)
+            else:
+                classes, y_index = np.unique(y, return_inverse=True)
             _check_two_classes(classes)
-            if self.early_stopping:
-                _check_validation_split(y_index, len(classes), self.validation_fraction)
-            weights = self._class_weights(classes, y, incremental=False)
-            seed = torch_seed(self.random_state)
-            settings = self._net_settings(incremental=False)
-            net = self._build_net(
-                hidden=hidden,
-                optimizer=optimizer,
-                device=device,
-                n_classes=len(classes),
-                weights=weights,
-                seed=seed,
-                settings=settings,
-            )
-            with seeded(seed, device):
-                net.fit(X, y_index)
-            self._set_fitted(net, classes)
-            self._net_built_with = settings  # to rebuild net_ the same on load
-            if not self._stopped_early(net):
-                warnings.warn(
-                    f"BatchNormMLPClassifier: max_epochs={self.max_epochs} reached "
-                    "before the loss settled; raise max_epochs or tol.",
-                    ConvergenceWarning,
-                    stacklevel=4,  # past _fit_context and names_estimator: the caller
+            X, y_index, weight = _weighted_rows(X, y_index, sample_weight)
+            X, y_index, weight = _canonical_order(X, y_index, weight)
+            if warm:
+                net = self.net_
+            else:
+                if self.early_stopping:
+                    _check_validation_split(
+                        y_index, len(classes), self.validation_fraction
+                    )
+                settings = self._net_settings(incremental=False)
+                net = self._build_net(
+                    hidden=hidden,
+                    optimizer=optimizer,
+                    device=device,
+                    n_classes=len(classes),
+                    weights=self._class_weights(classes, y, incremental=False),
+                    seed=seed,
+                    settings=settings,
                 )
+            self._train(net, X, y_index, weight, device=device)
+            self._set_fitted(net, classes)
+            if not warm:
+                self._net_built_with = settings  # to rebuild net_ the same on load
+            # past _fit_context and names_estimator: the caller's line
+            self._warn_if_not_converged(net, stacklevel=4)
         return self
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one epoch on ``X``, ``y``, starting from the current weights.
 
         Parameters
@@ -324,15 +348,17 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), default=None
             Every class label there will be. Required on the first call,
             which starts from new random weights; later calls may repeat it.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample, as in :meth:`fit`.
 
         Returns
         -------
         self : BatchNormMLPClassifier
             The updated classifier.
         """
-        use_worker_threads()
         with restore_on_error(self):
-            hidden, optimizer, device = self._check_params()
+            optimizer, device, seed = self._start_fit()
+            hidden = self._check_hidden()
             first = not hasattr(self, "net_")
             if first and classes is None:
                 raise ValueError(
@@ -347,39 +373,40 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                     f"first partial_fit call, {self.classes_.tolist()}."
                 )
             _check_two_classes(known)
-            unknown = np.setdiff1d(unique_labels(y), known)
-            if unknown.size:
-                raise ValueError(
-                    f"y contains labels {unknown.tolist()} that are not in "
-                    f"classes={known.tolist()}."
-                )
-            y_index = np.searchsorted(known, y)
-            seed = torch_seed(self.random_state)
+            y_index = _label_index(y, known)
+            X, y_index, weight = _weighted_rows(X, y_index, sample_weight)
             if first:
-                weights = self._class_weights(known, y, incremental=True)
                 settings = self._net_settings(incremental=True)
                 net = self._build_net(
                     hidden=hidden,
                     optimizer=optimizer,
                     device=device,
                     n_classes=len(known),
-                    weights=weights,
+                    weights=self._class_weights(known, y, incremental=True),
                     seed=seed,
                     settings=settings,
                 )
-                with seeded(seed, device):
-                    net.initialize()
                 self._net_built_with = settings
             else:
                 net = self.net_
-                seed += len(net.history)  # a new shuffle for each epoch
-            with seeded(seed, device):
-                net.partial_fit(X, y_index, epochs=1)
+            self._train(net, X, y_index, weight, device=device, epochs=1)
             self._set_fitted(net, known)
         return self
 
-    def _check_params(self):
-        """Check what the declared constraints cannot; return the parsed ones."""
+    def _train(self, net, X, y_index, weight, *, device, epochs=None):
+        """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
+        with seeded(net.seed, device):
+            if not net.initialized_:
+                self._check_routed_params(net)
+                net.initialize()
+            net.sample_weight_ = weight
+            try:
+                net.partial_fit(X, y_index, epochs=epochs)
+            finally:
+                del net.sample_weight_
+
+    def _check_hidden(self):
+        """``hidden_layer_sizes`` as a tuple of ints, or a clear error."""
         sizes = np.asarray(self.hidden_layer_sizes)
         if sizes.ndim != 1 or not all(
             isinstance(size, Integral) and not isinstance(size, bool) and size > 0
@@ -389,9 +416,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
                 "hidden_layer_sizes must be a sequence of positive ints, e.g. "
                 f"(100, 100); got {self.hidden_layer_sizes!r}."
             )
-        optimizer = check_optimizer(self.optimizer)
-        device = check_device(self.device)
-        return tuple(int(size) for size in sizes.tolist()), optimizer, str(device)
+        return tuple(int(size) for size in sizes.tolist())
 
     def _validate_Xy(self, X, y, *, reset):
         X, y = validate_data(
@@ -444,9 +469,9 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         self, *, hidden, optimizer, device, n_classes, weights, seed, settings
     ):
         """The skorch net, not yet initialised, as ``settings`` shape it."""
-        callbacks = copy.deepcopy(list(self.callbacks or []))
+        callbacks = self._user_callbacks()
         if settings["verbose"] > 1:
-            callbacks.append(("progress_bar", ProgressBar()))
+            callbacks += self._verbosity_callbacks()
         train_split = None
         if not settings["incremental"]:
             if settings["early_stopping"]:
@@ -459,8 +484,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             optimizer_params["optimizer__weight_decay"] = self.weight_decay
         if optimizer is torch.optim.SGD:
             optimizer_params["optimizer__momentum"] = self.momentum
-        return BatchNormNet(
-            BatchNormMLP,
+        params = dict(
             module__n_features=self.n_features_in_,
             module__n_classes=n_classes,
             module__hidden_layer_sizes=hidden,
@@ -483,18 +507,16 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             classes=np.arange(n_classes),
             device=device,
             verbose=int(settings["verbose"] > 0),
+            seed=seed,
         )
-
-    def _stopped_early(self, net):
-        stopping = dict(net.callbacks_)["stopping"]
-        return stopping.misses_ >= stopping.patience
+        # routed parameters override the estimator's: optimizer__momentum wins
+        params.update(self._routed_params())
+        return BatchNormNet(BatchNormMLP, **params)
 
     def _set_fitted(self, net, classes):
         net.module_.eval()  # as predictions use it: running statistics
-        self.net_ = net
+        self._set_history(net)
         self.classes_ = classes
-        self.history_ = net.history
-        self.n_iter_ = len(net.history)
         self._inference_module = _inference_module(net.module_)
 
     # -- prediction -----------------------------------------------------------
@@ -578,7 +600,6 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
         return {
             **net_state(net),
             "class_weights": to_numpy(net.criterion_.weight),
-            "split_seed": getattr(net.train_split, "random_state", 0),
         }
 
     def _restore_network(self, saved):
@@ -588,7 +609,7 @@ class BatchNormMLPClassifier(ArraysOnSave, ClassifierMixin, BaseEstimator):
             device=str(loadable_device(self)),
             n_classes=len(self.classes_),
             weights=to_torch(saved["class_weights"]),
-            seed=saved["split_seed"],
+            seed=saved["params"].get("seed", 0),
             settings=self._net_built_with,
         )
         self._set_fitted(restore_net(net, saved), self.classes_)
@@ -645,21 +666,56 @@ class ArrayDataset(Dataset):
     """skorch's dataset, indexing arrays ``X`` and ``y`` directly by index arrays.
 
     skorch's own indexing goes through checks made for every container type
-    and costs about 20 times the fancy index itself on a batch of 60.
+    and costs about 20 times the fancy index itself on a batch of 60. With
+    ``sample_weight`` (an array, set after construction) a batch's target is
+    the pair ``(y, sample_weight)``.
     """
+
+    sample_weight = None
 
     def __getitem__(self, i):
         if isinstance(i, np.ndarray) and self.y is not None:
+            if self.sample_weight is not None:
+                return self.X[i], (self.y[i], self.sample_weight[i])
             return self.X[i], self.y[i]
         return super().__getitem__(i.tolist() if isinstance(i, np.ndarray) else i)
 
 
-class BatchNormNet(NeuralNetClassifier):
-    """skorch's classifier, not walking the modules to set a mode they have.
+class BatchNormNet(TrainingNetMixin, NeuralNetClassifier):
+    """skorch's classifier with sample weights, seeded epochs, not walking the
+    modules to set a mode they have.
 
     skorch calls ``train()`` or ``eval()`` on every module before each
-    batch; on a small MLP that walk is 8% of the training time.
+    batch; on a small MLP that walk is 8% of the training time. Where
+    ``sample_weight_`` is set (an array, during a weighted fit), each batch's
+    loss is the weighted mean of its samples' losses.
     """
+
+    def __init__(self, *args, seed=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def get_dataset(self, X, y=None):
+        dataset = super().get_dataset(X, y)
+        dataset.sample_weight = getattr(self, "sample_weight_", None)
+        return dataset
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        if not isinstance(y_true, tuple | list):
+            return super().get_loss(y_pred, y_true, *args, **kwargs)
+        target, weight = (to_tensor(part, device=self.device) for part in y_true)
+        criterion = self.criterion_
+        losses = torch.nn.functional.cross_entropy(
+            y_pred,
+            target,
+            weight=criterion.weight,
+            reduction="none",
+            label_smoothing=criterion.label_smoothing,
+        )
+        # as the criterion's mean: over the weights of the samples' classes
+        if criterion.weight is not None:
+            weight = weight * criterion.weight[target]
+        return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
 
     def _set_training(self, training=True):
         names = self._modules + self._criteria
@@ -697,10 +753,73 @@ def _inference_module(module):
     return folded
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _as_float32(X):
+    """``X`` as a dense float32 array; values beyond float32's range refused."""
+    values = X.data if sp.issparse(X) else X
+    if values.size and np.abs(values).max() > _FLOAT32_MAX:
+        raise ValueError(
+            f"X holds values up to {np.abs(values).max():.3g} in magnitude, beyond "
+            f"float32's range ({_FLOAT32_MAX:.3g}) in which the network computes; "
+            "scale the features first, e.g. with StandardScaler."
+        )
     if sp.issparse(X):
         X = X.toarray()
     return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _label_index(y, classes):
+    """The index in ``classes`` of each label of ``y``, or a clear error."""
+    unknown = np.setdiff1d(unique_labels(y), classes)
+    if unknown.size:
+        raise ValueError(
+            f"y contains labels {unknown.tolist()} that are not in "
+            f"classes={classes.tolist()}."
+        )
+    return np.searchsorted(classes, y)
+
+
+def _weighted_rows(X, y_index, sample_weight):
+    """``X``, ``y_index`` and the weights the loss takes (None: all equal).
+
+    Integer weights repeat their rows (0 leaves a row out), so that a weight
+    counts as that many copies in the batch statistics too; other weights
+    are returned for the loss.
+    """
+    if sample_weight is None:
+        return X, y_index, None
+    weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if not weight.any():
+        raise ValueError("sample_weight is zero for every sample: nothing to fit.")
+    if np.array_equal(weight, np.round(weight)):
+        rows = np.repeat(np.arange(len(weight)), weight.astype(np.int64))
+        return X[rows], y_index[rows], None
+    kept = weight > 0
+    X, y_index, weight = X[kept], y_index[kept], weight[kept]
+    if np.all(weight == weight[0]):
+        return X, y_index, None
+    return X, y_index, weight.astype(np.float32)
+
+
+def _canonical_order(X, y_index, weight):
+    """The rows sorted by a fixed random projection of each row.
+
+    Training shuffles the rows anyway; sorting them first makes the fit a
+    function of the set of rows, not of their order (one matrix-vector
+    product and a sort), so that rows given in another order, or weights
+    given as repeated rows, train the same model.
+    """
+    keys = X @ np.random.RandomState(0).standard_normal(X.shape[1]).astype(X.dtype)
+    order = np.lexsort((y_index, keys))  # by the projection, then the label
+    return (
+        np.ascontiguousarray(X[order]),
+        y_index[order],
+        None if weight is None else weight[order],
+    )
 
 
 def _logsumexp(logits):

@@ -1,0 +1,339 @@
+"""The base of the torch estimators, and the skorch net behaviour they share.
+
+:class:`SkorchEstimatorMixin` holds what the three torch estimators have in
+common: the parameters they share (declared once, merged by each estimator
+into its own ``_parameter_constraints``), skorch's routed parameters
+(``optimizer__momentum=0.5``...) in the constructor, ``get_params`` and
+``set_params``, the start of ``fit`` (worker threads, device and optimizer
+checks, the seed) and its end (the convergence warning), and persistence as
+arrays. :class:`TrainingNetMixin` is the part every skorch net of theirs
+shares: each epoch seeded by its index (so that a resumed fit draws what an
+uninterrupted one would), a loss that is not finite stops training naming
+the rate, and Ctrl-C keeps the last complete epoch.
+"""
+
+import copy
+import inspect
+import math
+import warnings
+from numbers import Integral, Real
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch.callbacks import EarlyStopping, ProgressBar
+
+from skpapers.utils._persistence import ArraysOnSave
+from skpapers.utils._torch import (
+    OPTIMIZERS,
+    check_device,
+    check_optimizer,
+    torch_seed,
+    use_worker_threads,
+)
+
+#: The prefixes by which parameters reach the parts of the skorch net, as in
+#: skorch: ``optimizer__momentum=0.5`` is the optimizer's ``momentum``.
+ROUTED_PREFIXES = (
+    "module",
+    "criterion",
+    "optimizer",
+    "iterator_train",
+    "iterator_valid",
+    "callbacks",
+)
+
+
+def is_routed(name):
+    """Whether ``name`` is a routed parameter, such as ``optimizer__momentum``."""
+    prefix, dunder, rest = name.partition("__")
+    return bool(dunder) and bool(rest) and prefix in ROUTED_PREFIXES
+
+
+def _init_parameters(target):
+    """The keyword parameters ``target`` (a class or function) accepts, following
+    ``**kwargs`` up its base classes; None if it accepts any."""
+    names = set()
+    classes = target.__mro__ if isinstance(target, type) else (target,)
+    for cls in classes:
+        function = cls.__init__ if isinstance(target, type) else cls
+        if function is object.__init__:
+            return names
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):  # a builtin with no signature
+            return None
+        names |= {
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
+class SkorchEstimatorMixin(ArraysOnSave):
+    """Mixin of the torch estimators: shared parameters, routing and fit's ends.
+
+    A subclass merges :attr:`_parameter_constraints` into its own, takes
+    ``**kwargs`` in its constructor and passes them to
+    :meth:`_set_routed_params`, names in :attr:`_module_settings` the
+    ``module__*`` settings it sets itself, and passes
+    :meth:`_routed_params` to the skorch net it builds.
+    """
+
+    _parameter_constraints: dict = {
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, None],
+        "warm_start": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    #: ``module__*`` settings the estimator sets from its own parameters:
+    #: routed name -> the estimator's parameter.
+    _module_settings: dict = {}
+
+    # -- routed parameters ----------------------------------------------------
+
+    def _set_routed_params(self, routed):
+        """Store the constructor's ``**kwargs``, routed parameters.
+
+        As scikit-learn asks, nothing is checked here: a name that is not
+        routed, or that the net lacks, is refused by ``fit``.
+        """
+        for name, value in routed.items():
+            setattr(self, name, value)
+        self._extra_params = tuple(name for name in routed if not is_routed(name))
+
+    def _routed_params(self):
+        """The routed parameters set on this estimator, by name."""
+        extra = getattr(self, "_extra_params", ())
+        return {
+            name: value
+            for name, value in vars(self).items()
+            if is_routed(name) or name in extra
+        }
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator, routed ones (``optimizer__*``...) included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of contained estimators.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return {**super().get_params(deep=deep), **self._routed_params()}
+
+    def set_params(self, **params):
+        """Set parameters, routed ones (``optimizer__momentum=0.5``...) included.
+
+        Parameters
+        ----------
+        **params : dict
+            The estimator's parameters, and parameters routed to the skorch
+            net's parts by the prefixes ``module__``, ``criterion__``,
+            ``optimizer__``, ``iterator_train__``, ``iterator_valid__`` and
+            ``callbacks__``. A name the net lacks is refused by ``fit``.
+
+        Returns
+        -------
+        self : estimator instance
+            The estimator.
+        """
+        extra = getattr(self, "_extra_params", ())
+        routed = {
+            name: value
+            for name, value in params.items()
+            if is_routed(name) or name in extra
+        }
+        for name, value in routed.items():
+            setattr(self, name, value)
+        return super().set_params(
+            **{name: value for name, value in params.items() if name not in routed}
+        )
+
+    def _check_routed_params(self, net):
+        """Refuse a routed parameter that no part of ``net`` (built, not
+        initialised) has, or that the estimator sets itself."""
+        callbacks = None
+        for name in sorted(self._routed_params()):
+            if not is_routed(name):
+                raise ValueError(
+                    f"{name} is not a parameter; besides its own parameters "
+                    f"{type(self).__name__} takes skorch's routed ones, named "
+                    f"{_prefixes_text()}."
+                )
+            prefix, _, rest = name.partition("__")
+            own = self._module_settings.get(name) or (
+                "lr" if name == "optimizer__lr" else None
+            )
+            if own is not None:
+                raise ValueError(
+                    f"{name} is set by the parameter {own}; set {own} instead."
+                )
+            key = rest.split("__", 1)[0]
+            if prefix == "callbacks":
+                if callbacks is None:
+                    callbacks = dict(net._uniquely_named_callbacks())
+                _check_callback_param(name, key, rest, callbacks)
+                continue
+            target = getattr(net, prefix)
+            allowed = _init_parameters(target)
+            if prefix == "optimizer":
+                allowed = None if allowed is None else allowed | {"param_groups"}
+            if allowed is not None and key not in allowed - {"self", "params"}:
+                owner = getattr(target, "__name__", type(target).__name__)
+                choices = ", ".join(sorted(allowed - {"self", "params", "dataset"}))
+                raise ValueError(
+                    f"{name} is not a parameter of the net's {prefix} ({owner}), "
+                    f"which takes {choices}."
+                )
+
+    # -- the start and end of fit -------------------------------------------
+
+    def _start_fit(self):
+        """Checks and draws every fit starts with: the worker's threads, the
+        optimizer class, the device and a torch seed from ``random_state``."""
+        use_worker_threads()
+        optimizer = check_optimizer(self.optimizer)
+        device = str(check_device(self.device))
+        return optimizer, device, torch_seed(self.random_state)
+
+    def _verbosity_callbacks(self):
+        """A progress bar within each epoch at ``verbose=2``."""
+        if self.verbose > 1:
+            return [("progress_bar", ProgressBar())]
+        return []
+
+    def _user_callbacks(self):
+        """Copies of the ``callbacks`` given, so that a fit leaves them as they are."""
+        return copy.deepcopy(list(self.callbacks or []))
+
+    def _set_history(self, net):
+        self.net_ = net
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+
+    def _warn_if_not_converged(self, net, *, stacklevel):
+        """A ``ConvergenceWarning`` where training ran to ``max_epochs``
+        although an early-stopping rule was set and was not met."""
+        if getattr(net, "interrupted_", False):
+            return
+        rules = [cb for _, cb in net.callbacks_ if isinstance(cb, EarlyStopping)]
+        if rules and not any(rule.misses_ >= rule.patience for rule in rules):
+            warnings.warn(
+                f"{type(self).__name__}: max_epochs={self.max_epochs} reached "
+                "before the stopping rule was met; raise max_epochs (or tol).",
+                ConvergenceWarning,
+                stacklevel=stacklevel + 1,
+            )
+
+
+def _prefixes_text():
+    return ", ".join(f"{prefix}__*" for prefix in ROUTED_PREFIXES)
+
+
+def _check_callback_param(name, key, rest, callbacks):
+    if key not in callbacks:
+        raise ValueError(
+            f"{name} names the callback {key!r}, which the net does not have; "
+            f"its callbacks are {', '.join(sorted(callbacks))}."
+        )
+    param = rest.partition("__")[2].split("__", 1)[0]
+    callback = callbacks[key]
+    if param and hasattr(callback, "get_params"):
+        allowed = callback.get_params(deep=False)
+        if param not in allowed:
+            raise ValueError(
+                f"{name} is not a parameter of the callback {key!r} "
+                f"({type(callback).__name__}), which takes "
+                f"{', '.join(sorted(allowed))}."
+            )
+
+
+class TrainingNetMixin:
+    """Mixin of the skorch nets of the torch estimators.
+
+    - Each epoch starts by seeding torch with ``seed`` plus its index, so that
+      epoch ``k`` draws the same shuffle, dropout and samples whether the fit
+      ran through or was resumed from a checkpoint after ``k - 1`` epochs.
+    - A loss that is not finite raises ``FloatingPointError`` naming ``lr``.
+    - A ``KeyboardInterrupt`` stops training after the running step and puts
+      the weights, the optimizer and the history back to the last complete
+      epoch (``interrupted_`` is then True); any other error puts them back
+      as they were before training.
+
+    The subclass takes ``seed`` as a constructor argument.
+    """
+
+    interrupted_ = False
+
+    def on_epoch_begin(self, net, **kwargs):
+        super().on_epoch_begin(net, **kwargs)
+        torch.manual_seed(self.seed + len(self.history))
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        loss = step["loss"].item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss} in epoch {len(self.history)}; "
+                f"lower the learning rate (lr={self._rate()})."
+            )
+        return step
+
+    def _rate(self):
+        groups = getattr(getattr(self, "optimizer_", None), "param_groups", None)
+        return groups[0]["lr"] if groups else self.lr
+
+    def notify(self, method_name, **cb_kwargs):
+        if method_name != "on_epoch_end":
+            return super().notify(method_name, **cb_kwargs)
+        try:
+            super().notify(method_name, **cb_kwargs)
+        except KeyboardInterrupt:
+            # skorch's EarlyStopping stops so, once the epoch is complete
+            self._last_complete = self._snapshot()
+            self._stopped_by_callback = True
+            raise
+        self._last_complete = self._snapshot()
+        return None
+
+    def _snapshot(self):
+        return {
+            "module": copy.deepcopy(self.module_.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer_.state_dict()),
+            "epochs": len(self.history),
+        }
+
+    def _roll_back(self, snapshot):
+        self.module_.load_state_dict(snapshot["module"])
+        self.optimizer_.load_state_dict(snapshot["optimizer"])
+        del self.history[snapshot["epochs"] :]
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        self.interrupted_ = False
+        self._stopped_by_callback = False
+        before = self._last_complete = self._snapshot()
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self._roll_back(self._last_complete)
+            self.interrupted_ = not self._stopped_by_callback
+            return self
+        except BaseException:
+            self._roll_back(before)
+            raise
+        finally:
+            del self._last_complete, self._stopped_by_callback
