@@ -3,6 +3,8 @@
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from skpapers.utils._validation import _check_ordered
+
 
 def _as_sequences(y, name):
     if isinstance(y, str):
@@ -10,6 +12,7 @@ def _as_sequences(y, name):
             f"{name} must be a list of sequences (strings or token lists), not one "
             "string."
         )
+    _check_ordered(y, name)
     sequences = list(y)
     for sequence in sequences:
         if isinstance(sequence, (str, list, tuple, np.ndarray)):

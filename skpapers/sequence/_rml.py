@@ -34,6 +34,7 @@ from skpapers.utils._torch import (
     torch_seed,
     use_worker_threads,
 )
+from skpapers.utils._validation import _check_ordered, _check_reference_tokens
 
 # Ids of the vocabularies: 0 pads both; the source has an unknown token and
 # an end marker (so that no source is empty); the target has begin and end.
@@ -58,6 +59,14 @@ class Vocabulary:
 
     def decode(self, ids):
         return [self.tokens[i - _FIRST_TOKEN] for i in ids]
+
+    def __getstate__(self):
+        # the tokens alone: skops keeps a dict's keys only if they are str, and
+        # tuple tokens are allowed; the index is rebuilt from them on load
+        return {"tokens": self.tokens}
+
+    def __setstate__(self, state):
+        self.__init__([state["tokens"]])
 
 
 def _padded(sequences):
@@ -539,14 +548,23 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         X : list of str or of token sequences
             Input sequences.
         y : list of str or of token sequences
-            Their reference outputs.
+            Their reference outputs; at least one must hold a token, as the
+            error rate divides by their total length.
 
         Returns
         -------
         float
             1 for perfect predictions; may fall below 0.
+
+        Raises
+        ------
+        ValueError
+            If every sequence of ``y`` is empty: the error rate is then
+            undefined (:func:`~skpapers.metrics.edit_error_rate` gives 0 or
+            ``inf``, which would make the score 1 or ``-inf``).
         """
         y = _check_sequences(y, "y")
+        _check_reference_tokens(y)
         return 1.0 - edit_error_rate([list(s) for s in y], self.predict(X))
 
     _derived_attributes = ("history_",)
@@ -597,6 +615,7 @@ def _split(data, early_stopping, fraction, seed):
 
 def _check_sequences(sequences, name, *, allow_empty_list=False):
     """A list of sequences (strings or token lists), or a clear error."""
+    _check_ordered(sequences, name)
     if isinstance(sequences, str) or not hasattr(sequences, "__len__"):
         raise TypeError(
             f"{name} must be a list of sequences (strings or lists of tokens); "

@@ -15,7 +15,8 @@ from sklearn.preprocessing import FunctionTransformer
 from skpapers.metrics import edit_error_rate
 from skpapers.sequence import RMLSequencePredictor
 from skpapers.sequence._modules import Seq2Seq, beam_search
-from skpapers.sequence._rml import BOS, EOS, RMLNet, _teacher_forcing
+from skpapers.sequence._rml import BOS, EOS, RMLNet, Vocabulary, _teacher_forcing
+from skpapers.utils import SKOPS_TRUSTED_TYPES
 
 SMALL = dict(embedding_dim=16, hidden_size=32, batch_size=32, random_state=0)
 
@@ -231,14 +232,75 @@ def test_verbose_prints_the_epochs(reversal):
         ([1.5, 2.5], ["a", "b"], TypeError, "must be a string or a list of tokens"),
         ([["a", np.nan]], ["a"], ValueError, "holds NaN"),
         (["ab", "c"], ["x", "xx"], ValueError, "at least 2 distinct output tokens"),
+        ({"ab", "c"}, ["ba", "c"], TypeError, "X is a set, whose order is arbitrary"),
+        (["ab", "c"], frozenset({"ba", "c"}), TypeError, "y is a frozenset, whose"),
+        ({"ab": "ba", "c": "c"}, ["ba", "c"], TypeError, "X is a dict, which iter"),
     ],
 )
 def test_bad_input_is_refused_and_the_old_model_kept(fitted, X, y, error, message):
     model = pickle.loads(pickle.dumps(fitted))
+    state = dict(vars(model))
     before = model.predict(["abc"])
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         model.fit(X, y)
+    assert str(raised.value).startswith("RMLSequencePredictor: ")
+    assert vars(model).keys() == state.keys()
+    assert all(vars(model)[key] is value for key, value in state.items())
     assert model.predict(["abc"]) == before
+
+
+def test_unordered_inputs_to_predict_and_score_are_refused(fitted):
+    with pytest.raises(TypeError, match="RMLSequencePredictor: X is a set"):
+        fitted.predict({"abc", "ab"})
+    with pytest.raises(TypeError, match="RMLSequencePredictor: y is a set"):
+        fitted.score(["abc", "ab"], {"cba", "ba"})
+
+
+def test_a_score_against_only_empty_references_is_refused(fitted):
+    assert fitted.predict(["AB"]) != [""]  # edit_error_rate would be inf
+    for references in ([[]], ["", ""]):
+        X = ["AB"] * len(references)
+        with pytest.raises(ValueError, match="y holds only empty sequences") as error:
+            fitted.score(X, references)
+        assert str(error.value).startswith("RMLSequencePredictor: ")
+    # one non-empty reference is enough
+    assert np.isfinite(fitted.score(["AB", "ab"], ["", "ba"]))
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        [("AH", 0), ("B", 1), ("K", 2)],  # tuples, documented as tokens
+        [None, "B", "K"],
+        [1, 2.5, "K"],
+    ],
+)
+def test_skops_saves_and_loads_any_documented_tokens_trusting_only_ours(
+    tokens, tmp_path
+):
+    skops_io = pytest.importorskip("skops.io")
+    a, b, c = tokens
+    X = [[a, b], [b, c], [c, a], [a, a]] * 5
+    y = [[c, b], [a, c], [b, a], [c]] * 5
+    model = RMLSequencePredictor(**SMALL, tau=0.5, max_epochs=2).fit(X, y)
+    path = tmp_path / "model.skops"
+    skops_io.dump(model, path)
+    assert sorted(skops_io.get_untrusted_types(file=path)) == [
+        "skpapers.sequence._rml.RMLSequencePredictor",
+        "skpapers.sequence._rml.Vocabulary",
+    ]
+    loaded = skops_io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+    assert loaded.target_vocabulary_.tokens == model.target_vocabulary_.tokens
+    assert loaded.target_vocabulary_.index == model.target_vocabulary_.index
+    assert loaded.predict(X[:4]) == model.predict(X[:4])
+
+
+def test_a_vocabulary_pickled_with_its_index_still_loads():
+    vocabulary = Vocabulary([["a", ("b", 1)]])
+    old = Vocabulary.__new__(Vocabulary)
+    old.__setstate__({"tokens": vocabulary.tokens, "index": vocabulary.index})
+    assert old.index == vocabulary.index
+    assert pickle.loads(pickle.dumps(vocabulary)).index == vocabulary.index
 
 
 def test_edit_error_rate_on_tokens():

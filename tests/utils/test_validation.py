@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from skpapers.datasets import _shapes
+from skpapers.metrics import edit_error_rate
 from skpapers.utils import _validation
 
 
@@ -31,3 +32,34 @@ def test_instance_targets_are_checked_and_converted():
     )
     with pytest.raises(ValueError, match=r"y\[0\]\['labels'\] must have shape \(2,\)"):
         _validation._check_instance_targets([{"masks": masks, "labels": [1]}])
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"ab", "c"}, "X is a set, whose order is arbitrary"),
+        (frozenset({"ab"}), "X is a frozenset, whose order is arbitrary"),
+        ({"ab": "ba"}, "X is a dict, which iterates over its keys alone"),
+        ({"ab": "ba"}.keys(), "X is a dict_keys, whose order is arbitrary"),
+    ],
+)
+def test_unordered_collections_are_refused(values, message):
+    with pytest.raises(TypeError, match=message):
+        _validation._check_ordered(values, "X")
+
+
+@pytest.mark.parametrize("values", [["ab"], ("ab",), np.array(["ab"]), "ab", []])
+def test_ordered_collections_pass(values):
+    _validation._check_ordered(values, "X")
+
+
+def test_edit_error_rate_refuses_sets_too():
+    with pytest.raises(TypeError, match="y_true is a set"):
+        edit_error_rate({"ab", "c"}, ["ab", "c"])
+    assert edit_error_rate(["ab", "c"], ["ab", "c"]) == 0.0
+
+
+def test_references_need_a_token():
+    with pytest.raises(ValueError, match="y holds only empty sequences"):
+        _validation._check_reference_tokens([[], ""])
+    _validation._check_reference_tokens([[], "a"])
