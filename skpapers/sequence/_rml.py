@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, GradientNormClipping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
@@ -19,21 +19,14 @@ from skpapers.metrics import edit_error_rate
 from skpapers.sequence._modules import PAD, Seq2Seq, beam_search
 from skpapers.sequence._payoff import sample_payoff_batch
 from skpapers.utils import restore_on_error
+from skpapers.utils._base import SkorchEstimatorMixin, TrainingNetMixin
 from skpapers.utils._errors import names_estimator
 from skpapers.utils._persistence import (
-    ArraysOnSave,
     loadable_device,
     net_state,
     restore_net,
 )
-from skpapers.utils._torch import (
-    OPTIMIZERS,
-    check_device,
-    check_optimizer,
-    seeded,
-    torch_seed,
-    use_worker_threads,
-)
+from skpapers.utils._torch import check_optimizer, seeded, use_worker_threads
 from skpapers.utils._validation import _check_ordered, _check_reference_tokens
 
 # Ids of the vocabularies: 0 pads both; the source has an unknown token and
@@ -78,7 +71,7 @@ def _padded(sequences):
     return array, lengths
 
 
-class RMLNet(NeuralNet):
+class RMLNet(TrainingNetMixin, NeuralNet):
     """A skorch net whose training step sees payoff samples, not the targets.
 
     ``X`` is a dict of ``source``, ``source_lengths``, ``target`` and
@@ -86,15 +79,24 @@ class RMLNet(NeuralNet):
     ``n_samples`` draws from the exponentiated payoff distribution around it
     (:func:`~skpapers.sequence.sample_payoff_batch`); with ``tau=0`` the
     draws are the targets and the step is plain maximum likelihood.
-    Validation scores the targets themselves.
+    Validation scores the targets themselves. Each epoch is seeded by
+    ``seed`` and its index (see :class:`~skpapers.utils._base.TrainingNetMixin`).
     """
 
     def __init__(
-        self, *args, tau=0.0, reward="edit", n_samples=1, n_target_tokens=None, **kwargs
+        self,
+        *args,
+        tau=0.0,
+        reward="edit",
+        n_samples=1,
+        n_target_tokens=None,
+        seed=0,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.tau, self.reward, self.n_samples = tau, reward, n_samples
         self.n_target_tokens = n_target_tokens
+        self.seed = seed
 
     def augment(self, source, source_lengths, target, target_lengths):
         """The batch with each target replaced by its payoff samples."""
@@ -198,7 +200,7 @@ def _decode(module, source, source_lengths, *, device, beam_size, max_length):
     return results
 
 
-class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
+class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
     """Sequence-to-sequence predictor trained by reward-augmented ML.
 
     An attention encoder-decoder (:class:`~skpapers.sequence.Seq2Seq`)
@@ -249,10 +251,14 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         training output plus 5.
 
     optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="adam"
-        Optimiser; a class is called with the parameters and ``lr``.
+        Optimiser; a class is called with the parameters, ``lr`` and
+        ``weight_decay``.
 
     lr : float, default=1e-3
         Learning rate.
+
+    weight_decay : float, default=0.0
+        L2 penalty (AdamW's decoupled decay), applied by the optimiser.
 
     batch_size : int, default=64
         Sequence pairs per mini-batch.
@@ -272,6 +278,17 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
     n_iter_no_change : int, default=5
         Epochs without improvement before stopping.
 
+    callbacks : list of skorch callbacks or None, default=None
+        Extra :mod:`skorch.callbacks` (or ``(name, callback)`` pairs) for
+        the net, such as :class:`~skorch.callbacks.Checkpoint`,
+        :class:`~skorch.callbacks.LoadInitState` or
+        :class:`~skorch.callbacks.LRScheduler`. Each fit works on a copy.
+
+    warm_start : bool, default=False
+        A fit of a fitted predictor trains ``max_epochs`` more epochs from
+        its weights, with the vocabularies (and any validation pairs) of the
+        first fit, rather than starting anew.
+
     device : str, default="cpu"
         Torch device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
 
@@ -281,7 +298,16 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
 
     verbose : int, default=0
         ``1`` prints the losses (and ``valid_error``) per epoch; ``2`` adds a
-        progress bar per epoch.
+        progress bar within each epoch.
+
+    **kwargs : dict
+        skorch's routed parameters, passed to the parts of the net:
+        ``optimizer__*`` (e.g. ``optimizer__betas=(0.9, 0.98)``),
+        ``criterion__*`` (e.g. ``criterion__label_smoothing=0.1``),
+        ``iterator_train__*``, ``iterator_valid__*`` and
+        ``callbacks__<name>__*`` (e.g. ``callbacks__clip__gradient_clip_value``).
+        They are parameters like the others; a name the net does not have is
+        refused by ``fit``.
 
     Attributes
     ----------
@@ -293,7 +319,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         ``valid_loss`` and ``valid_error``.
 
     n_iter_ : int
-        Epochs trained.
+        Complete epochs trained, over all fits of a warm start.
 
     max_output_length_ : int
         The output length bound used by :meth:`predict`.
@@ -314,6 +340,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **SkorchEstimatorMixin._parameter_constraints,
         "tau": [Interval(Real, 0, None, closed="left")],
         "reward": [StrOptions({"edit", "hamming"})],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
@@ -324,16 +351,19 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "beam_size": [Interval(Integral, 1, None, closed="left")],
         "max_output_length": [Interval(Integral, 1, None, closed="left"), None],
-        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+    }
+    _module_settings = {
+        "module__n_source_tokens": "X",
+        "module__n_target_tokens": "y",
+        **{
+            f"module__{name}": name
+            for name in ("embedding_dim", "hidden_size", "num_layers", "cell")
+        },
+        "module__dropout": "dropout",
     }
 
     def __init__(
@@ -351,14 +381,18 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         max_output_length=None,
         optimizer="adam",
         lr=1e-3,
+        weight_decay=0.0,
         batch_size=64,
         max_epochs=20,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,
+        callbacks=None,
+        warm_start=False,
         device="cpu",
         random_state=None,
         verbose=0,
+        **kwargs,
     ):
         self.tau = tau
         self.reward = reward
@@ -372,14 +406,18 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         self.max_output_length = max_output_length
         self.optimizer = optimizer
         self.lr = lr
+        self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.callbacks = callbacks
+        self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self._set_routed_params(kwargs)
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
@@ -399,38 +437,79 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         self : RMLSequencePredictor
             The fitted predictor.
         """
-        use_worker_threads()
         with restore_on_error(self):
-            optimizer = check_optimizer(self.optimizer)
-            device = str(check_device(self.device))
-            X, y = _check_sequences(X, "X"), _check_sequences(y, "y")
-            if len(X) != len(y):
-                raise ValueError(
-                    f"X and y hold {len(X)} and {len(y)} sequences; they must "
-                    "hold the same number."
+            optimizer, device, seed = self._start_fit()
+            X, y = _check_pairs(X, y)
+            if self.warm_start and hasattr(self, "net_"):
+                net = self.net_
+                train = Dataset(_arrays(self._encode(X, y)), None)
+            else:
+                self._learn_vocabularies(X, y)
+                data = self._encode(X, y)
+                train, valid = _split(
+                    data, self.early_stopping, self.validation_fraction, seed
                 )
-            seed = torch_seed(self.random_state)
-            self.source_vocabulary_ = Vocabulary(X)
-            self.target_vocabulary_ = Vocabulary(y)
-            if self.tau > 0 and len(self.target_vocabulary_.tokens) < 2:
-                raise ValueError(
-                    f"tau={self.tau} samples other output sequences, which needs at "
-                    "least 2 distinct output tokens; y has "
-                    f"{len(self.target_vocabulary_.tokens)}. Use tau=0 for such data."
-                )
-            self.output_type_ = str if all(isinstance(s, str) for s in y) else list
-            longest = max(len(s) for s in y)
-            self.max_output_length_ = self.max_output_length or 2 * longest + 5
-            data = self._encode(X, y)
-            train, valid = _split(
-                data, self.early_stopping, self.validation_fraction, seed
-            )
-            net = self._build_net(optimizer, device, valid, seed)
-            with seeded(seed, device):
-                net.fit(train, None)
-            self.net_, self.history_ = net, net.history
-            self.n_iter_ = len(net.history)
+                net = self._build_net(optimizer, device, valid, seed)
+            self._train(net, train, device)
+            self._set_history(net)
+            # past _fit_context and names_estimator: the caller's line
+            self._warn_if_not_converged(net, stacklevel=4)
         return self
+
+    @names_estimator
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Train one epoch on ``X``, ``y``, starting from the current weights.
+
+        The first call learns the vocabularies (and the output length bound)
+        from its data and starts from new random weights; later calls train
+        on pairs whose outputs use only tokens seen in it.
+
+        Parameters
+        ----------
+        X : list of str or of token sequences
+            Input sequences.
+        y : list of str or of token sequences
+            Output sequences, one per input.
+
+        Returns
+        -------
+        self : RMLSequencePredictor
+            The updated predictor.
+        """
+        with restore_on_error(self):
+            optimizer, device, seed = self._start_fit()
+            X, y = _check_pairs(X, y)
+            if hasattr(self, "net_"):
+                net = self.net_
+            else:
+                self._learn_vocabularies(X, y)
+                net = self._build_net(optimizer, device, None, seed)
+            self._train(net, Dataset(_arrays(self._encode(X, y)), None), device, 1)
+            self._set_history(net)
+        return self
+
+    def _learn_vocabularies(self, X, y):
+        """The vocabularies, output type and length bound of a first fit."""
+        self.source_vocabulary_ = Vocabulary(X)
+        self.target_vocabulary_ = Vocabulary(y)
+        if self.tau > 0 and len(self.target_vocabulary_.tokens) < 2:
+            raise ValueError(
+                f"tau={self.tau} samples other output sequences, which needs at "
+                "least 2 distinct output tokens; y has "
+                f"{len(self.target_vocabulary_.tokens)}. Use tau=0 for such data."
+            )
+        self.output_type_ = str if all(isinstance(s, str) for s in y) else list
+        longest = max(len(s) for s in y)
+        self.max_output_length_ = self.max_output_length or 2 * longest + 5
+
+    def _train(self, net, train, device, epochs=None):
+        """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
+        with seeded(net.seed, device):
+            if not net.initialized_:
+                self._check_routed_params(net)
+                net.initialize()
+            net.partial_fit(train, None, epochs=epochs)
 
     def _encode_sources(self, X):
         """Padded source ids, each source ending in its end marker."""
@@ -440,7 +519,15 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
 
     def _encode(self, X, y):
         source, source_lengths = self._encode_sources(X)
-        target, target_lengths = _padded([self.target_vocabulary_.encode(s) for s in y])
+        target, target_lengths = _padded(
+            [self.target_vocabulary_.encode(s, unknown=PAD) for s in y]
+        )
+        if (target[np.arange(target.shape[1]) < target_lengths[:, None]] == PAD).any():
+            raise ValueError(
+                "y holds output tokens the first fit did not see; a warm start "
+                "or partial_fit can only learn outputs over the tokens "
+                f"{self.target_vocabulary_.tokens}."
+            )
         references = [list(s) for s in y]
         return {
             "source": source,
@@ -451,9 +538,11 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         }
 
     def _build_net(self, optimizer, device, valid, seed):
-        callbacks = [("clip", GradientNormClipping(5.0))]
-        if self.verbose > 1:
-            callbacks.append(("progress_bar", ProgressBar()))
+        callbacks = [
+            *self._user_callbacks(),
+            ("clip", GradientNormClipping(5.0)),
+            *self._verbosity_callbacks(),
+        ]
         train_split = None
         if valid is not None:
             train_split = predefined_split(Dataset(_arrays(valid), None))
@@ -480,8 +569,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
                     ),
                 ),
             ]
-        return RMLNet(
-            Seq2Seq,
+        params = dict(
             module__n_source_tokens=len(self.source_vocabulary_),
             module__n_target_tokens=len(self.target_vocabulary_),
             module__embedding_dim=self.embedding_dim,
@@ -493,6 +581,7 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
             criterion__ignore_index=PAD,
             optimizer=optimizer,
             lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
@@ -504,7 +593,10 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
             reward=self.reward,
             n_samples=self.n_samples,
             n_target_tokens=len(self.target_vocabulary_),
+            seed=seed,
         )
+        params.update(self._routed_params())  # routed parameters win
+        return RMLNet(Seq2Seq, **params)
 
     @names_estimator
     def predict(self, X):
@@ -575,9 +667,8 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
     def _restore_network(self, saved):
         device = str(loadable_device(self))
         optimizer = check_optimizer(saved["optimizer_class"])
-        net = self._build_net(optimizer, device, None, 0)
-        self.net_ = restore_net(net, saved)
-        self.history_ = self.net_.history
+        net = self._build_net(optimizer, device, None, saved["params"].get("seed", 0))
+        self._set_history(restore_net(net, saved))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -586,6 +677,17 @@ class RMLSequencePredictor(ArraysOnSave, BaseEstimator):
         tags.target_tags.required = True
         tags.target_tags.one_d_labels = False
         return tags
+
+
+def _check_pairs(X, y):
+    """``X`` and ``y`` as lists of as many sequences, or a clear error."""
+    X, y = _check_sequences(X, "X"), _check_sequences(y, "y")
+    if len(X) != len(y):
+        raise ValueError(
+            f"X and y hold {len(X)} and {len(y)} sequences; they must "
+            "hold the same number."
+        )
+    return X, y
 
 
 def _arrays(data):
