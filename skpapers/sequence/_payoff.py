@@ -30,13 +30,13 @@ Schuurmans, D. (2016). Reward augmented maximum likelihood for neural
 structured prediction. Advances in Neural Information Processing Systems 29.
 """
 
-import functools
+import collections
 import math
 import numbers
 
 import numpy as np
 import torch
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 from sklearn.utils import check_random_state
 
 REWARDS = ("edit", "hamming")
@@ -405,84 +405,367 @@ def sample_payoff(
 
 
 # --------------------------------------------------------------------------
-# A padded batch, torch: the fast sampler for training
+# The tables of the class draws: memory that grows slower than L^2
 # --------------------------------------------------------------------------
 
+# A table row keeps the entries within exp(-60) ~ 1e-26 of its largest: what
+# it drops weighs less than 1e-21 of the row even at 10^5 entries, far below
+# the 2^-53 ~ 1e-16 resolution of the uniform draw that reads it.
+_LOG_EPS = -60.0
+# F(k) is computed in blocks of at most this many entries per array.
+_BLOCK_ENTRIES = 1 << 18
+# Byte bound of the tables kept for calls that pass no cache.
+_SHARED_MAX_BYTES = 1 << 26
+DEFAULT_MAX_PAYOFF_BYTES = 1 << 28
 
-@functools.lru_cache(maxsize=64)
-def _batch_tables(width, vocab_size, tau, reward):
-    """Cumulative tables of the class draws for targets of length 0 .. width.
 
-    Returns three tables of rows, each row a cdf ending in exactly 1; the
-    column is the drawn number. Hamming: ``e`` from row ``m`` of the first;
-    the others are None. Edit, one count at a time, with ``K = max(width,
-    1)`` the largest ``E``: ``n_d`` from row ``m`` of the first, ``n_i`` from
-    row ``m * (K + 1) + n_d`` of the second, ``n_s`` from row ``(m - n_d) *
-    (K + 1) + E - n_d - n_i`` of the third (a binomial in ``m - n_d`` trials,
-    truncated to the edits left). Rows stay short (``K + 1`` entries) so that
-    a batch's draws stay small tensors.
+def _check_max_bytes(max_bytes):
+    if max_bytes is None:
+        return None
+    return _check_int(max_bytes, "max_payoff_bytes", 1, " or None (no limit)")
+
+
+def _window(log_weights):
+    """``(lo, hi)``: the first and last entries within ``exp(_LOG_EPS)`` of the
+    largest."""
+    top = np.max(log_weights)
+    keep = np.flatnonzero(log_weights >= top + _LOG_EPS)
+    return int(keep[0]), int(keep[-1])
+
+
+def _log_cumulative(log_weights):
+    """Log of the running sums of ``exp(log_weights)``, the last one 0."""
+    cumulative = np.logaddexp.accumulate(log_weights)
+    return cumulative - cumulative[-1]
+
+
+class _Rows:
+    """Rows of log cumulative weights, each over its own window of columns.
+
+    Row ``key`` covers the drawn numbers ``lo .. lo + len - 1``. For draws
+    they are laid out as one table padded with ``+inf`` (never below a
+    threshold), with each row's ``lo``, its last column, and a dense map
+    from key to row.
     """
-    K = max(width, 1)
-    scale = _distance_scale(vocab_size)
-    log_ratio = math.log(vocab_size - 1) - scale / tau
-    if reward == "hamming":
-        m, e = np.ogrid[: width + 1, : width + 1]
-        return _cdf(_log_comb(m, e) + e * log_ratio), None, None
-    m, n_d, n_i = np.ogrid[: width + 1, : K + 1, : K + 1]
-    E = np.maximum(m, 1)
-    # log of the substitution factor: sum over n_s <= min(m', u) of
-    # C(m', n_s) ((V - 1) exp(-s / tau))^n_s, for m' = m - n_d, u = E - n_d - n_i.
-    kept, budget, n_s = np.ogrid[: width + 1, : K + 1, : width + 1]
-    log_s = _log_comb(kept, n_s) + n_s * log_ratio
-    log_s = np.where(n_s <= budget, log_s, -np.inf)
-    log_s_total = logsumexp(log_s, axis=2)
-    rest = np.clip(m - n_d, 0, width)
-    budget_left = np.clip(E - n_d - n_i, 0, K)
-    log_di = (
-        _log_comb(m, n_d)
-        + _log_comb(m - n_d + n_i, n_i)
-        + n_i * math.log(vocab_size)
-        - (n_d + n_i) * scale / tau
-        + log_s_total[rest, budget_left]
-    )
-    log_di = np.where((n_d <= m) & (n_d + n_i <= E), log_di, -np.inf)
-    cdf_d = _cdf(logsumexp(log_di, axis=2))
-    cdf_i = _cdf(log_di.reshape(-1, K + 1))
-    cdf_s = _cdf(log_s.reshape(-1, width + 1))
-    return cdf_d, cdf_i, cdf_s
+
+    def __init__(self):
+        self.rows = {}
+        self.width = 0
+        self._tensors = {}
+
+    def __contains__(self, key):
+        return key in self.rows
+
+    def add(self, key, lo, cumulative):
+        self.rows[key] = (lo, cumulative)
+        self.width = max(self.width, len(cumulative))
+        self._tensors.clear()
+
+    @staticmethod
+    def padded_bytes(n_rows, width, largest_key):
+        """Bytes of the draw layout: the table, ``lo`` and ``last``, the map."""
+        return 8 * (n_rows * (width + 2) + largest_key + 1)
+
+    @property
+    def nbytes(self):
+        if not self.rows:
+            return 0
+        return self.padded_bytes(len(self.rows), self.width, max(self.rows))
+
+    def tensors(self, device):
+        if device not in self._tensors:
+            keys = sorted(self.rows)
+            table = np.full((len(keys), self.width), np.inf)
+            lo = np.empty(len(keys), dtype=np.int64)
+            last = np.empty(len(keys), dtype=np.int64)
+            rowmap = np.full(keys[-1] + 1, -1, dtype=np.int64)
+            for row, key in enumerate(keys):
+                lo[row], cumulative = self.rows[key]
+                table[row, : len(cumulative)] = cumulative
+                last[row] = len(cumulative) - 1
+                rowmap[key] = row
+            self._tensors[device] = tuple(
+                torch.as_tensor(array, device=device)
+                for array in (table, lo, last, rowmap)
+            )
+        return self._tensors[device]
 
 
-def _cdf(log_weights):
-    """Row-wise cdf, exactly 1 at the end; rows without mass draw index 0."""
-    weights = _normalized(log_weights)
-    weights[weights.sum(axis=1) == 0, 0] = 1.0
-    cdf = np.cumsum(weights, axis=1)
-    return cdf / cdf[:, -1:]
+class _PayoffTables:
+    """The class draws of the batch sampler for one ``(V, tau, reward)``.
 
+    Edit (``m >= 1``, ``k = m - n_d`` tokens left after the deletions, as
+    many edits left): the class weight factors as ``C(m, n_d) x^n_d`` times
+    ``a_k(n_i) b_k(n_s)`` on ``n_i + n_s <= k``, with ``x = exp(-s / tau)``,
+    ``a_k(i) = C(k + i, i) (V x)^i`` and ``b_k(j) = C(k, j) ((V - 1) x)^j``.
+    So ``n_d`` is drawn from row ``m`` of ``first`` (weights ``C(m, n_d) x^n_d
+    F(m - n_d)``, ``F(k)`` the sum of ``a_k b_k`` over the triangle), ``n_i``
+    from row ``k + 1`` of ``inserted`` (weights ``a_k(i) S_k(k - i)``, ``S_k``
+    the running sums of ``b_k``), and ``n_s`` from row ``k`` of
+    ``substituted`` (``b_k``), truncated at the edits left, ``k - n_i``, by
+    scaling the uniform draw by ``S_k(k - n_i)``. ``m = 0`` (one edit
+    allowed) draws ``n_i`` from row 0 of ``inserted``, weights ``1, V x``.
+    Hamming: ``n_s`` from row ``m`` of ``first``, ``b_m`` untruncated.
 
-@functools.lru_cache(maxsize=64)
-def _device_tables(width, vocab_size, tau, reward, device):
-    return tuple(
-        None if table is None else torch.as_tensor(table, device=device)
-        for table in _batch_tables(width, vocab_size, tau, reward)
-    )
-
-
-def _draw(cdf, rows, generator):
-    """One column per entry of ``rows``, drawn by the inverse of its cdf.
-
-    ``index_select`` rather than ``cdf[rows]``, and a count rather than
-    ``torch.searchsorted``: those two wake torch's thread pool even for tiny
-    tensors, and on a busy machine the wake-up costs milliseconds.
+    Each row is built once, when a target of its length first needs it, in
+    log space, and keeps only the entries of non-negligible weight (see
+    ``_LOG_EPS``): about ``sqrt(m)`` wide rather than ``m``. ``F(k)`` for
+    all ``k`` up to the longest target is a vector, built in ``O(L^2)``
+    time by blocks of bounded size.
     """
-    cdf_rows = cdf.index_select(0, rows)
+
+    def __init__(self, vocab_size, tau, reward, max_bytes):
+        self.key = (vocab_size, tau, reward)
+        self.reward, self.max_bytes = reward, max_bytes
+        scale = _distance_scale(vocab_size) / tau
+        self.log_x = -scale
+        self.log_r = math.log(vocab_size - 1) - scale
+        self.log_y = math.log(vocab_size) - scale
+        self.first = _Rows()
+        self.inserted = _Rows()
+        self.substituted = _Rows()
+        self.log_F = np.zeros(0)
+        self._log_gamma = np.zeros(0)
+
+    @property
+    def nbytes(self):
+        """Bytes the draw tables (and ``F``) hold on the CPU."""
+        rows = self.first.nbytes + self.inserted.nbytes + self.substituted.nbytes
+        return rows + self.log_F.nbytes + self._log_gamma.nbytes
+
+    # -- building ---------------------------------------------------------
+
+    def _log_comb(self, n, k):
+        """``log C(n, k)`` for integer arrays with ``0 <= k <= n``."""
+        g = self._log_gamma
+        return g[n + 1] - g[k + 1] - g[n - k + 1]
+
+    def _grow_log_gamma(self, n):
+        """``log Gamma(j)`` for ``j = 0 .. n + 1`` at least: ``log C(n', k)``
+        for ``n' <= n``."""
+        if len(self._log_gamma) < n + 2:
+            size = max(n + 2, 2 * len(self._log_gamma))
+            self._log_gamma = gammaln(np.arange(size, dtype=float))
+
+    def _log_b(self, k):
+        """``log b_k(j)``, ``j = 0 .. k``."""
+        j = np.arange(k + 1)
+        return self._log_comb(k, j) + j * self.log_r
+
+    def _grow_log_F(self, longest):
+        """``log F(k)`` for ``k = 0 .. longest``, by blocks of rows."""
+        done = len(self.log_F)
+        if done > longest:
+            return
+        self._grow_log_gamma(2 * longest)
+        parts = [self.log_F]
+        rows = max(1, _BLOCK_ENTRIES // (longest + 1))
+        for k0 in range(done, longest + 1, rows):
+            k1 = min(longest + 1, k0 + rows)
+            k = np.arange(k0, k1)[:, None]
+            j = np.arange(k1)[None, :]
+            inside = j <= k
+            jj = np.where(inside, j, 0)
+            # S_k(u), u = 0 .. k, then a_k(i) S_k(k - i), i = 0 .. k
+            log_b = np.where(inside, self._log_comb(k, jj) + jj * self.log_r, -np.inf)
+            log_s = np.logaddexp.accumulate(log_b, axis=1)
+            left = np.take_along_axis(log_s, np.where(inside, k - j, 0), axis=1)
+            log_w = self._log_comb(k + jj, jj) + jj * self.log_y + left
+            log_w = np.where(inside, log_w, -np.inf)
+            top = log_w.max(axis=1)
+            parts.append(top + np.log(np.exp(log_w - top[:, None]).sum(axis=1)))
+        self.log_F = np.concatenate(parts)
+
+    def reserve(self, lengths):
+        """Build the rows targets of these lengths draw from, once.
+
+        Raises ValueError, before keeping anything, as soon as the tables
+        would hold more than ``max_bytes``.
+        """
+        lengths = sorted({m for m in lengths if m not in self.first.rows})
+        if not lengths:
+            return
+        pending = _Pending(self, lengths[-1])
+        if self.reward == "hamming":
+            self._grow_log_gamma(lengths[-1])
+            for m in lengths:
+                log_b = self._log_b(m)
+                pending.add("first", m, log_b, *_window(log_b))
+        else:
+            self._edit_rows(lengths, pending)
+        for name, rows in pending.rows.items():
+            for key, (lo, cumulative) in rows.items():
+                getattr(self, name).add(key, lo, cumulative)
+
+    def _edit_rows(self, lengths, pending):
+        self._grow_log_F(lengths[-1])
+        needed_k = set()
+        for m in lengths:
+            n_d = np.arange(m + 1)
+            log_w = self._log_comb(m, n_d) + n_d * self.log_x + self.log_F[m - n_d]
+            lo, hi = _window(log_w)
+            pending.add("first", m, log_w, lo, hi)
+            needed_k.update(range(m - hi, m - lo + 1))
+            if m == 0:  # E = 1: no token to delete or replace, one insertion
+                pending.add("inserted", 0, np.array([0.0, self.log_y]), 0, 1)
+        for k in sorted(needed_k - set(self.substituted.rows)):
+            self._edit_rows_after_deletions(k, pending)
+
+    def _edit_rows_after_deletions(self, k, pending):
+        """The rows of ``n_i`` and ``n_s`` once ``k`` tokens are left."""
+        i = np.arange(k + 1)
+        log_b = self._log_b(k)
+        log_s = np.logaddexp.accumulate(log_b)
+        log_w = self._log_comb(k + i, i) + i * self.log_y + log_s[k - i]
+        i_lo, i_hi = _window(log_w)
+        # n_s is truncated at u = k - n_i in [u_lo, u_hi]: keep the entries
+        # that matter below the smallest u, up to the largest (or to where the
+        # untruncated row fades, whichever comes first).
+        u_lo, u_hi = k - i_hi, k - i_lo
+        top_below = np.max(log_b[: u_lo + 1])
+        s_lo = int(np.flatnonzero(log_b >= top_below + _LOG_EPS)[0])
+        s_hi = min(u_hi, _window(log_b)[1])
+        pending.add("inserted", k + 1, log_w, i_lo, i_hi)
+        pending.add("substituted", k, log_b, s_lo, s_hi)
+
+    def limit_error(self, longest):
+        vocab_size, tau, reward = self.key
+        return ValueError(
+            f"the payoff sampler's tables for targets of up to {longest} tokens "
+            f"(vocab_size={vocab_size}, tau={tau}, reward={reward!r}) need more "
+            f"than max_payoff_bytes={self.max_bytes} ({self.max_bytes / 2**20:.0f} "
+            "MiB); raise max_payoff_bytes (None lifts the limit), shorten the "
+            "targets, or use tau=0 (no sampling)."
+        )
+
+    # -- drawing ----------------------------------------------------------
+
+    def draw(self, lengths, generator):
+        """``(n_d, n_i, n_s)``, one class per entry of ``lengths``."""
+        if not len(lengths):
+            return (torch.zeros_like(lengths),) * 3
+        self.reserve(lengths.tolist())
+        device = lengths.device
+        if self.reward == "hamming":
+            n_s = _draw(self.first.tensors(device), lengths, generator)
+            return torch.zeros_like(n_s), torch.zeros_like(n_s), n_s
+        n_d = _draw(self.first.tensors(device), lengths, generator)
+        left = lengths - n_d
+        key = torch.where(lengths == 0, 0, left + 1)
+        n_i = _draw(self.inserted.tensors(device), key, generator)
+        budget = lengths.clamp(min=1) - n_d - n_i
+        n_s = _draw(self.substituted.tensors(device), left, generator, upto=budget)
+        return n_d, n_i, n_s
+
+
+class _Pending:
+    """Rows computed for :meth:`_PayoffTables.reserve`, not yet kept, and the
+    bytes the tables would hold with them (checked at each row)."""
+
+    def __init__(self, tables, longest):
+        self.tables, self.longest = tables, longest
+        self.rows = {name: {} for name in ("first", "inserted", "substituted")}
+        self.shape = {
+            name: (len(rows.rows), rows.width, max(rows.rows, default=0))
+            for name in self.rows
+            for rows in [getattr(tables, name)]
+        }
+
+    def add(self, name, key, log_weights, lo, hi):
+        """Keep ``log_weights[lo : hi + 1]`` as row ``key``, cumulated."""
+        self.rows[name][key] = (lo, _log_cumulative(log_weights[lo : hi + 1]))
+        n_rows, width, largest = self.shape[name]
+        self.shape[name] = (n_rows + 1, max(width, hi + 1 - lo), max(largest, key))
+        limit = self.tables.max_bytes
+        if limit is not None and self.nbytes > limit:
+            raise self.tables.limit_error(self.longest)
+
+    @property
+    def nbytes(self):
+        tables = self.tables
+        total = tables.log_F.nbytes + tables._log_gamma.nbytes
+        for n_rows, width, largest in self.shape.values():
+            if n_rows:
+                total += _Rows.padded_bytes(n_rows, width, largest)
+        return total
+
+
+def _draw(tensors, keys, generator, upto=None):
+    """One number per entry of ``keys``, by the inverse of its row's cdf.
+
+    The row's log cumulative weights are compared with ``log(u)`` plus the
+    row's total (up to ``upto``, for a truncated draw): the count of entries
+    below is the draw. ``index_select`` rather than ``table[rows]``, and a
+    count rather than ``torch.searchsorted``: those two wake torch's thread
+    pool even for tiny tensors, and on a busy machine the wake-up costs
+    milliseconds.
+    """
+    table, lo, last, rowmap = tensors
+    rows = rowmap.index_select(0, keys)
+    cumulative = table.index_select(0, rows)
+    first = lo.index_select(0, rows)
     u = torch.rand(
-        (cdf_rows.shape[0], 1),
-        dtype=cdf_rows.dtype,
-        device=cdf_rows.device,
-        generator=generator,
+        (len(keys), 1), dtype=table.dtype, device=table.device, generator=generator
     )
-    return (cdf_rows <= u).sum(dim=1)
+    threshold = u.log()
+    if upto is not None:
+        column = torch.minimum(upto - first, last.index_select(0, rows))
+        threshold = threshold + cumulative.gather(1, column.clamp(min=0)[:, None])
+    return first + (cumulative < threshold).sum(dim=1)
+
+
+_SHARED_TABLES = collections.OrderedDict()
+
+
+def _tables(cache, vocab_size, tau, reward, max_bytes):
+    """The tables of ``(vocab_size, tau, reward)`` in ``cache`` (made if absent).
+
+    ``cache=None`` uses a module-level cache, trimmed after each draw to
+    ``_SHARED_MAX_BYTES`` by dropping the least recently used tables.
+    """
+    key = (vocab_size, tau, reward)
+    store = _SHARED_TABLES if cache is None else cache
+    tables = store.get(key)
+    if tables is None:
+        tables = store[key] = _PayoffTables(vocab_size, tau, reward, max_bytes)
+    tables.max_bytes = max_bytes
+    if cache is None:
+        _SHARED_TABLES.move_to_end(key)
+    return tables
+
+
+def _trim_shared_tables():
+    total = sum(tables.nbytes for tables in _SHARED_TABLES.values())
+    while _SHARED_TABLES and total > _SHARED_MAX_BYTES:
+        _, tables = _SHARED_TABLES.popitem(last=False)
+        total -= tables.nbytes
+
+
+def reserve_payoff_tables(
+    cache,
+    lengths,
+    vocab_size,
+    *,
+    tau,
+    reward="edit",
+    max_payoff_bytes=DEFAULT_MAX_PAYOFF_BYTES,
+):
+    """Build, in ``cache``, the tables that targets of ``lengths`` draw from.
+
+    Lets a caller refuse long targets before any training: raises
+    ValueError if the tables would need more than ``max_payoff_bytes``.
+    Nothing to do for ``tau == 0``.
+    """
+    tau, reward = _check_tau(tau), _check_reward(reward)
+    max_payoff_bytes = _check_max_bytes(max_payoff_bytes)
+    if tau > 0:
+        tables = _tables(cache, vocab_size, tau, reward, max_payoff_bytes)
+        tables.reserve(int(m) for m in lengths)
+
+
+# --------------------------------------------------------------------------
+# A padded batch, torch: the fast sampler for training
+# --------------------------------------------------------------------------
 
 
 def _uniform_ranks(inside, generator):
@@ -544,6 +827,8 @@ def sample_payoff_batch(
     pad_value=0,
     generator=None,
     return_distances=False,
+    cache=None,
+    max_payoff_bytes=DEFAULT_MAX_PAYOFF_BYTES,
 ):
     """One payoff sample per row of a padded batch, with vectorised torch ops.
 
@@ -556,10 +841,15 @@ def sample_payoff_batch(
 
     No Python loop runs over rows or tokens: about twenty ops on ``[B, T]``
     tensors (random keys ranked by ``argsort`` choose the edited positions, a
-    stable sort and a ``cumsum`` move the tokens), and the tables of the
-    class draws are cached per ``(T, V, tau, reward)``. 64 rows of length 8
-    over 40 tokens take about 0.17 ms (edit) or 0.07 ms (Hamming) on one
-    CPU core.
+    stable sort and a ``cumsum`` move the tokens). The class ``(n_d, n_i,
+    n_s)`` of each row is drawn one count at a time from tables built once
+    per target length, kept in ``cache`` per ``(V, tau, reward)``. A table
+    row keeps only the counts of non-negligible probability (within
+    ``exp(-60)`` of the row's largest, far below the resolution of a float64
+    draw), so that the tables grow about as ``L^1.5`` for targets of up to
+    ``L`` tokens: a few MiB at ``L = 10 000``. Building them takes ``O(L^2)``
+    time once (seconds at ``L = 10 000``). Times and memory against ``L`` are
+    in the benchmarks' README (``bench_rml.py --parts sampler``).
 
     Parameters
     ----------
@@ -584,6 +874,17 @@ def sample_payoff_batch(
         uses torch's global generator.
     return_distances : bool, default=False
         Also return the drawn distance ``e`` of each row.
+    cache : dict or None, default=None
+        Keeps the tables of the class draws between calls, keyed by ``(V,
+        tau, reward)``: pass the same dict to every call of a training run
+        (:class:`~skpapers.sequence.RMLSequencePredictor` keeps one in its
+        fitted net, so the tables go with the model). ``None`` uses a module
+        cache that keeps at most 64 MiB of tables, dropping the least
+        recently used.
+    max_payoff_bytes : int or None, default=268435456
+        Most bytes (256 MiB) the tables of one ``(V, tau, reward)`` may hold;
+        a batch whose targets would need more raises ValueError before any
+        table is kept. ``None``: no limit.
 
     Returns
     -------
@@ -602,7 +903,8 @@ def sample_payoff_batch(
     ValueError
         If ``targets`` is not a 2-D integer tensor, ``lengths`` does not match
         it or lies outside ``[0, T]``, a token lies outside ``[low, high)``,
-        ``high - low < 2``, ``tau < 0`` or ``reward`` is unknown.
+        ``high - low < 2``, ``tau < 0``, ``reward`` is unknown, or the tables
+        would need more than ``max_payoff_bytes``.
 
     See Also
     --------
@@ -636,25 +938,23 @@ def sample_payoff_batch(
     """
     tau = _check_tau(tau)
     reward = _check_reward(reward)
+    max_payoff_bytes = _check_max_bytes(max_payoff_bytes)
+    if cache is not None and not isinstance(cache, dict):
+        raise ValueError(f"cache must be a dict (or None); got {type(cache).__name__}.")
     targets, lengths, low, high, inside = _check_batch(targets, lengths, low, high)
     if tau == 0:
         if return_distances:
             return targets.clone(), lengths.clone(), torch.zeros_like(lengths)
         return targets.clone(), lengths.clone()
 
-    width = targets.shape[1]
     vocab_size = high - low
     device = targets.device
-    cdf, cdf_i, cdf_s = _device_tables(width, vocab_size, tau, reward, device)
-    if reward == "hamming":
-        n_s = _draw(cdf, lengths, generator)
-        n_d = n_i = torch.zeros_like(n_s)
-    else:
-        K = max(width, 1)
-        n_d = _draw(cdf, lengths, generator)
-        n_i = _draw(cdf_i, lengths * (K + 1) + n_d, generator)
-        budget = lengths.clamp(min=1) - n_d - n_i
-        n_s = _draw(cdf_s, (lengths - n_d) * (K + 1) + budget, generator)
+    tables = _tables(cache, vocab_size, tau, reward, max_payoff_bytes)
+    try:
+        n_d, n_i, n_s = tables.draw(lengths, generator)
+    finally:
+        if cache is None:
+            _trim_shared_tables()
 
     # Deletions take the first n_d ranks of a random order, substitutions the
     # next n_s; adding 1 .. V-1 modulo V picks uniformly among the other tokens.
