@@ -633,7 +633,7 @@ class _PayoffTables:
         return ValueError(
             f"the payoff sampler's tables for targets of up to {longest} tokens "
             f"(vocab_size={vocab_size}, tau={tau}, reward={reward!r}) need more "
-            f"than max_payoff_bytes={self.max_bytes} ({self.max_bytes / 2**20:.0f} "
+            f"than max_payoff_bytes={self.max_bytes} ({self.max_bytes / 2**20:.3g} "
             "MiB); raise max_payoff_bytes (None lifts the limit), shorten the "
             "targets, or use tau=0 (no sampling)."
         )

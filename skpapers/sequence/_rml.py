@@ -17,7 +17,11 @@ from skorch.utils import to_tensor
 
 from skpapers.metrics import edit_error_rate
 from skpapers.sequence._modules import PAD, Seq2Seq, beam_search
-from skpapers.sequence._payoff import sample_payoff_batch
+from skpapers.sequence._payoff import (
+    DEFAULT_MAX_PAYOFF_BYTES,
+    reserve_payoff_tables,
+    sample_payoff_batch,
+)
 from skpapers.utils import restore_on_error
 from skpapers.utils._base import SkorchEstimatorMixin, TrainingNetMixin
 from skpapers.utils._errors import names_estimator
@@ -81,6 +85,8 @@ class RMLNet(TrainingNetMixin, NeuralNet):
     draws are the targets and the step is plain maximum likelihood.
     Validation scores the targets themselves. Each epoch is seeded by
     ``seed`` and its index (see :class:`~skpapers.utils._base.TrainingNetMixin`).
+    The sampler's tables live in ``payoff_cache_``, so that they go with the
+    net, and may hold at most ``max_payoff_bytes``.
     """
 
     def __init__(
@@ -91,12 +97,32 @@ class RMLNet(TrainingNetMixin, NeuralNet):
         n_samples=1,
         n_target_tokens=None,
         seed=0,
+        max_payoff_bytes=DEFAULT_MAX_PAYOFF_BYTES,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.tau, self.reward, self.n_samples = tau, reward, n_samples
         self.n_target_tokens = n_target_tokens
         self.seed = seed
+        self.max_payoff_bytes = max_payoff_bytes
+
+    @property
+    def payoff_cache_(self):
+        """The payoff sampler's tables, built as target lengths need them."""
+        return self.__dict__.setdefault("_payoff_cache", {})
+
+    def reserve_payoff_tables(self, target_lengths):
+        """Build the sampler's tables for these target lengths before training,
+        so that targets too long for ``max_payoff_bytes`` are refused at once."""
+        if self.tau > 0:
+            reserve_payoff_tables(
+                self.payoff_cache_,
+                np.unique(target_lengths).tolist(),
+                self.n_target_tokens - _FIRST_TOKEN,
+                tau=self.tau,
+                reward=self.reward,
+                max_payoff_bytes=self.max_payoff_bytes,
+            )
 
     def augment(self, source, source_lengths, target, target_lengths):
         """The batch with each target replaced by its payoff samples."""
@@ -113,6 +139,8 @@ class RMLNet(TrainingNetMixin, NeuralNet):
                 high=self.n_target_tokens,
                 tau=self.tau,
                 reward=self.reward,
+                cache=self.payoff_cache_,
+                max_payoff_bytes=self.max_payoff_bytes,
             )
         return source, source_lengths, target, target_lengths
 
@@ -250,6 +278,13 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         Most tokens predicted per sequence. ``None``: twice the longest
         training output plus 5.
 
+    max_payoff_bytes : int or None, default=268435456
+        Most bytes (256 MiB) the payoff sampler's tables may hold; they are
+        built before training, and ``fit`` refuses targets that would need
+        more with a ValueError. They grow about as ``L^1.5`` for outputs of
+        up to ``L`` tokens (a few MiB at ``L = 10 000``, see
+        :func:`~skpapers.sequence.sample_payoff_batch`). ``None``: no limit.
+
     optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="adam"
         Optimiser; a class is called with the parameters, ``lr`` and
         ``weight_decay``.
@@ -351,6 +386,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "beam_size": [Interval(Integral, 1, None, closed="left")],
         "max_output_length": [Interval(Integral, 1, None, closed="left"), None],
+        "max_payoff_bytes": [Interval(Integral, 1, None, closed="left"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -379,6 +415,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         dropout=0.0,
         beam_size=1,
         max_output_length=None,
+        max_payoff_bytes=DEFAULT_MAX_PAYOFF_BYTES,
         optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
@@ -404,6 +441,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         self.dropout = dropout
         self.beam_size = beam_size
         self.max_output_length = max_output_length
+        self.max_payoff_bytes = max_payoff_bytes
         self.optimizer = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
@@ -450,7 +488,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
                     data, self.early_stopping, self.validation_fraction, seed
                 )
                 net = self._build_net(optimizer, device, valid, seed)
-            self._train(net, train, device)
+            self._train(net, train, device, self.max_epochs)
             self._set_history(net)
             # past _fit_context and names_estimator: the caller's line
             self._warn_if_not_converged(net, stacklevel=4)
@@ -505,6 +543,8 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
 
     def _train(self, net, train, device, epochs=None):
         """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
+        net.max_payoff_bytes = self.max_payoff_bytes
+        net.reserve_payoff_tables(train.X["target_lengths"])
         with seeded(net.seed, device):
             if not net.initialized_:
                 self._check_routed_params(net)
@@ -594,6 +634,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
             n_samples=self.n_samples,
             n_target_tokens=len(self.target_vocabulary_),
             seed=seed,
+            max_payoff_bytes=self.max_payoff_bytes,
         )
         params.update(self._routed_params())  # routed parameters win
         return RMLNet(Seq2Seq, **params)
