@@ -51,7 +51,9 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
     Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(100, 100, 100)
-        Units of each hidden layer.
+        Units of each hidden layer. ``()`` has none: a linear model
+        (multinomial logistic regression), as in scikit-learn's
+        ``MLPClassifier``.
 
     activation : {"relu", "sigmoid", "tanh"}, default="relu"
         Nonlinearity of the hidden layers.

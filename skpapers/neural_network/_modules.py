@@ -150,7 +150,8 @@ def fold_batchnorm(module):
         if not isinstance(parent, nn.Sequential):
             continue
         names = list(parent._modules)
-        for before, name in zip([None, *names[:-1]], names, strict=True):
+        # each module after the one before it; an empty Sequential has none
+        for before, name in itertools.pairwise([None, *names]):
             norm = parent._modules[name]
             if not isinstance(norm, nn.BatchNorm1d):
                 continue

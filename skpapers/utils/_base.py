@@ -31,6 +31,7 @@ from skpapers.utils._torch import (
     torch_seed,
     use_worker_threads,
 )
+from skpapers.utils._validation import _check_callbacks
 
 #: The prefixes by which parameters reach the parts of the skorch net, as in
 #: skorch: ``optimizer__momentum=0.5`` is the optimizer's ``momentum``.
@@ -206,6 +207,7 @@ class SkorchEstimatorMixin(ArraysOnSave):
         """Checks and draws every fit starts with: the worker's threads, the
         optimizer class, the device and a torch seed from ``random_state``."""
         use_worker_threads()
+        _check_callbacks(self.callbacks)
         optimizer = check_optimizer(self.optimizer)
         device = str(check_device(self.device))
         return optimizer, device, torch_seed(self.random_state)

@@ -321,3 +321,50 @@ def _check_reference_tokens(sequences, name="y"):
             "the references' total length, here 0, so no score is defined. At "
             f"least one sequence of {name} must hold a token."
         )
+
+
+# -- skorch -------------------------------------------------------------------
+
+
+def _check_callbacks(callbacks, name="callbacks"):
+    """Refuse what skorch cannot use as a callback, before any work.
+
+    skorch takes, in its ``callbacks`` list, callback instances, callback
+    classes (which it instantiates) and ``(name, callback)`` pairs, where a
+    ``None`` callback switches off the default callback of that name. Anything
+    else fails inside skorch with an ``AttributeError`` that names no
+    parameter.
+
+    Parameters
+    ----------
+    callbacks : list or None
+        The estimator's ``callbacks`` parameter.
+    name : str
+        What it is called in error messages.
+    """
+    if callbacks is None:
+        return
+    from skorch.callbacks import Callback  # here: only torch estimators need it
+
+    allowed = (
+        f"each element of {name} must be a skorch callback (an instance or "
+        "subclass of skorch.callbacks.Callback) or a (name, callback) pair, "
+        "e.g. ('lr', LRScheduler(...))"
+    )
+    for i, item in enumerate(callbacks):
+        callback = item
+        if isinstance(item, tuple | list):
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise TypeError(
+                    f"{name}[{i}] = {item!r} is not a (name, callback) pair with a "
+                    f"str name; {allowed}."
+                )
+            callback = item[1]
+            if callback is None:  # skorch: the default callback of that name off
+                continue
+        is_class = isinstance(callback, type) and issubclass(callback, Callback)
+        if not (is_class or isinstance(callback, Callback)):
+            raise TypeError(
+                f"{name}[{i}] is {callback!r}, of type {type(callback).__name__}, "
+                f"not a skorch callback; {allowed}."
+            )

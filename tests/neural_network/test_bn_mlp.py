@@ -15,6 +15,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
@@ -355,6 +356,70 @@ def test_callbacks_are_called_and_left_as_given(data):
     clf = BatchNormMLPClassifier(**FAST, callbacks=[("count", callback)]).fit(X, y)
     assert dict(clf.net_.callbacks_)["count"].epochs == clf.n_iter_
     assert not hasattr(callback, "epochs")
+
+
+@pytest.mark.parametrize(
+    "callbacks, message",
+    [
+        ([object()], r"callbacks\[0\] is <object object .*, of type object, not a"),
+        ([("count", Callback()), len], r"callbacks\[1\] is <built-in function len>"),
+        (["print_log"], r"callbacks\[0\] is 'print_log', of type str"),
+        (
+            [(3, Callback())],
+            r"callbacks\[0\] = \(3, .* is not a \(name, callback\) pair",
+        ),
+        ([("a", Callback(), 1)], "is not a \\(name, callback\\) pair with a str name"),
+        ([("a", object())], r"callbacks\[0\] is <object object"),
+    ],
+)
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_callbacks_skorch_cannot_use_are_refused_and_the_old_model_kept(
+    fitted, data, callbacks, message, method
+):
+    X, y = data
+    clf = pickle.loads(pickle.dumps(fitted)).set_params(callbacks=callbacks)
+    before = clf.predict_proba(X)
+    state = dict(vars(clf))
+    with pytest.raises(TypeError, match=message) as error:
+        getattr(clf, method)(X, y)
+    assert str(error.value).startswith("BatchNormMLPClassifier: ")
+    assert "a skorch callback (an instance or subclass of" in str(error.value)
+    assert vars(clf).keys() == state.keys()
+    assert all(vars(clf)[key] is value for key, value in state.items())
+    assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_callback_classes_and_named_nothing_are_accepted_as_skorch_does(data):
+    X, y = data
+
+    class Quiet(Callback):
+        pass
+
+    clf = BatchNormMLPClassifier(
+        **{**FAST, "max_epochs": 2}, callbacks=[Quiet, ("nothing", None)]
+    ).fit(X, y)
+    names = dict(clf.net_.callbacks_)
+    assert isinstance(names["Quiet"], Quiet) and "nothing" not in names
+
+
+def test_no_hidden_layer_is_a_linear_model_as_in_mlpclassifier(data):
+    X, y = data
+    peer = MLPClassifier(hidden_layer_sizes=(), max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        peer.fit(X, y)
+    assert [w.shape for w in peer.coefs_] == [(6, 3)]  # scikit-learn's own
+    clf = BatchNormMLPClassifier(**{**FAST, "hidden_layer_sizes": ()}).fit(X, y)
+    module = clf.net_.module_
+    assert len(module.hidden) == 0 and module.output.weight.shape == (3, 6)
+    assert clf.score(X, y) > 0.8
+    # the folded copy (nothing to fold) predicts what the module does
+    logits = module(torch.as_tensor(X, dtype=torch.float32)).detach().numpy()
+    assert_allclose(
+        clf.predict_log_proba(X),
+        torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy(),
+        atol=1e-5,
+    )
 
 
 def test_verbose_prints_one_line_per_epoch(data):
