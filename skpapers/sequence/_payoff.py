@@ -132,7 +132,7 @@ def _log_comb(n, k):
     return np.where(inside, value, -np.inf)
 
 
-def _log_class_weights(length, vocab_size, tau, reward):
+def _log_class_weights(length, vocab_size, tau, reward, deletions=None):
     """Log weights of the edit classes of a target of length ``m``.
 
     Returns ``(w, e)``, arrays of shape ``(E + 1, E + 1, E + 1)`` (``(1, 1,
@@ -140,12 +140,18 @@ def _log_class_weights(length, vocab_size, tau, reward):
     scripts with ``n_d`` deletions, ``n_i`` insertions and ``n_s``
     substitutions times ``exp(-e * (1 + ln(V - 1)) / tau)``, with ``e = n_d +
     n_i + n_s`` in ``e``; ``-inf`` for classes that do not exist. ``tau > 0``.
+    With ``deletions`` (edit), only the slice ``n_d = deletions``, of shape
+    ``(1, E + 1, E + 1)``: the callers go one slice at a time, so that the
+    memory grows as ``E^2``, not ``E^3``.
     """
     m, V = length, vocab_size
     E = _max_distance(m, reward)
     if reward == "hamming":
         n_d = n_i = np.zeros((1, 1, 1), dtype=int)
         n_s = np.arange(E + 1).reshape(1, 1, -1)
+    elif deletions is not None:
+        n_d = np.full((1, 1, 1), deletions)
+        _, n_i, n_s = np.ogrid[:1, : E + 1, : E + 1]
     else:
         n_d, n_i, n_s = np.ogrid[: E + 1, : E + 1, : E + 1]
     e = np.broadcast_to(
@@ -160,6 +166,23 @@ def _log_class_weights(length, vocab_size, tau, reward):
     )
     log_weights = log_count - e * _distance_scale(V) / tau
     return np.where(e <= E, log_weights, -np.inf), e
+
+
+def _class_weight_slices(length, vocab_size, tau, reward):
+    """``(n_d, w, e)`` per slice of :func:`_log_class_weights`, ``n_d = 0 ..
+    E`` for edit, the one slice ``n_d = 0`` for Hamming."""
+    if reward == "hamming":
+        yield 0, *_log_class_weights(length, vocab_size, tau, reward)
+        return
+    for n_d in range(_max_distance(length, reward) + 1):
+        yield n_d, *_log_class_weights(length, vocab_size, tau, reward, n_d)
+
+
+def _log_sum(log_weights):
+    top = np.max(log_weights)
+    if not np.isfinite(top):
+        return -np.inf
+    return top + math.log(np.exp(log_weights - top).sum())
 
 
 def _normalized(log_weights, axis=-1):
@@ -270,10 +293,16 @@ def payoff_distribution(length, vocab_size, *, tau, reward="edit"):
     E = _max_distance(length, reward)
     if tau == 0:
         return np.eye(1, E + 1).ravel()
-    log_weights, e = _log_class_weights(length, vocab_size, tau, reward)
-    weights = np.exp(log_weights - log_weights.max())
-    p = np.bincount(e.ravel(), weights=weights.ravel(), minlength=E + 1)[: E + 1]
-    return p / p.sum()
+    log_p = np.full(E + 1, -np.inf)
+    for _, log_weights, e in _class_weight_slices(length, vocab_size, tau, reward):
+        top = log_weights.max()
+        if not np.isfinite(top):
+            continue
+        weights = np.exp(log_weights - top).ravel()
+        part = np.bincount(e.ravel(), weights=weights, minlength=E + 1)[: E + 1]
+        with np.errstate(divide="ignore"):
+            log_p = np.logaddexp(log_p, np.log(part) + top)
+    return _normalized(log_p)
 
 
 # --------------------------------------------------------------------------
@@ -376,7 +405,7 @@ def sample_payoff(
     ...     target, 10, tau=0.7, n_samples=3, random_state=0, return_distances=True
     ... )
     >>> [s.tolist() for s in samples], e.tolist()
-    ([[3, 8, 1, 4, 1, 5], [3, 1, 4, 9, 5, 8], [3, 1, 4, 3, 1, 5]], [1, 2, 1])
+    ([[3, 1, 4, 7, 1, 5], [3, 1, 4, 1, 4], [0, 3, 1, 4, 1, 5]], [1, 1, 1])
     >>> sample_payoff([3, 1, 4], 10, tau=0.0)[0]
     array([3, 1, 4])
     """
@@ -390,10 +419,23 @@ def sample_payoff(
         samples = [target.copy() for _ in range(n_samples)]
         distances = np.zeros(n_samples, dtype=np.int64)
     else:
-        log_weights, _ = _log_class_weights(len(target), vocab_size, tau, reward)
-        flat = _normalized(log_weights.ravel())
-        classes = rng.choice(flat.size, size=n_samples, p=flat)
-        n_d, n_i, n_s = np.unravel_index(classes, log_weights.shape)
+        # One deletion count's slice at a time: E^2 memory, not E^3.
+        m = len(target)
+        totals = [
+            _log_sum(log_weights)
+            for _, log_weights, _ in _class_weight_slices(m, vocab_size, tau, reward)
+        ]
+        chosen = rng.choice(len(totals), size=n_samples, p=_normalized(totals))
+        n_d, n_i, n_s = (np.zeros(n_samples, dtype=np.int64) for _ in range(3))
+        for deleted in np.unique(chosen):
+            rows = np.flatnonzero(chosen == deleted)
+            log_weights, _ = _log_class_weights(
+                m, vocab_size, tau, reward, None if reward == "hamming" else deleted
+            )
+            flat = _normalized(log_weights.ravel())
+            classes = rng.choice(flat.size, size=len(rows), p=flat)
+            _, n_i[rows], n_s[rows] = np.unravel_index(classes, log_weights.shape)
+            n_d[rows] = deleted
         samples = [
             _apply_script(target, d, i, s, vocab_size, rng)
             for d, i, s in zip(n_d, n_i, n_s, strict=True)
