@@ -405,6 +405,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
             Mask average precision, computed with pycocotools over every
             detection scored at least 0.05.
         """
+        _check_class_labels(_check_instance_targets(y))  # no NaN nor mixed types
         return mask_average_precision(y, self._predict(X, _SCORING_THRESHOLD))
 
     _network_attribute = "model_"

@@ -72,16 +72,42 @@ def _check_masks(masks, name):
 
 
 def _as_labels(labels):
-    """Labels as a 1-d array; tuples and other sequences stay whole, as objects."""
+    """Labels as a 1-d array; tuples and other sequences stay whole, as objects,
+    and numbers among strings stay numbers (numpy would make 3 the string "3")."""
     try:
         array = np.asarray(labels)
     except ValueError:  # ragged: tuples of different lengths, or beside strings
         array = None
-    if array is None or (array.ndim > 1 and not isinstance(labels, np.ndarray)):
+    given = not isinstance(labels, np.ndarray)
+    if array is not None and given and array.dtype.kind in "US":
+        strings = (str, bytes, np.str_, np.bytes_)
+        if not all(isinstance(label, strings) for label in labels):
+            array = None
+    if array is None or (array.ndim > 1 and given):
         array = np.empty(len(labels), dtype=object)
         for i, label in enumerate(labels):
             array[i] = label
     return array
+
+
+def _check_no_nan_label(labels, name):
+    """Refuse a NaN label: it equals no label, itself included, so that it
+    can be neither a class nor matched to one."""
+    if labels.dtype.kind == "f":
+        nan = np.flatnonzero(np.isnan(labels))
+    elif labels.dtype == object:
+        nan = [
+            j
+            for j, label in enumerate(labels.tolist())
+            if isinstance(label, numbers.Real) and label != label
+        ]
+    else:
+        return
+    if len(nan):
+        raise ValueError(
+            f"{name}[{int(nan[0])}] is NaN, which is not a class label: give each "
+            "instance a label, or drop the instance."
+        )
 
 
 def _check_instance_targets(y, name="y", *, scores=False):
@@ -101,8 +127,8 @@ def _check_instance_targets(y, name="y", *, scores=False):
     Returns
     -------
     list of dict
-        ``"masks"`` as a bool ndarray, ``"labels"`` as an ndarray and, with
-        ``scores=True``, ``"scores"`` as a float64 ndarray.
+        ``"masks"`` as a bool ndarray, ``"labels"`` as an ndarray (no NaN)
+        and, with ``scores=True``, ``"scores"`` as a float64 ndarray.
     """
     if isinstance(y, dict):
         raise TypeError(f"{name} must be a list of dicts, one per image, not a dict.")
@@ -131,6 +157,8 @@ def _check_instance_targets(y, name="y", *, scores=False):
                     f"{where}['{key}'] must have shape ({masks.shape[0]},), one "
                     f"per mask; got shape {values.shape}."
                 )
+            if key == "labels":
+                _check_no_nan_label(values, f"{where}['labels']")
             entry[key] = values
         checked.append(entry)
     return checked
@@ -174,12 +202,8 @@ def _check_class_labels(targets, name="y"):
         labels = target["labels"]
         if not labels.size:
             continue
-        for j, label in enumerate(labels.tolist()):
-            if isinstance(label, numbers.Real) and label != label:  # NaN
-                raise ValueError(
-                    f"{name}[{i}]['labels'][{j}] is NaN, which is not a class "
-                    "label: give each instance a label, or drop the instance."
-                )
+        _check_no_nan_label(labels, f"{name}[{i}]['labels']")
+        for label in labels.tolist():
             kind = _label_kind(label)
             if first is None:
                 first = (kind, i, label)

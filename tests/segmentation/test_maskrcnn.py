@@ -318,6 +318,25 @@ def test_bad_input_is_refused_and_the_old_model_kept(
     _same(model.predict(X[:1]), before)
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([np.nan], r"y\[0\]\['labels'\]\[0\] is NaN"),
+        (["circle"], "y mixes label types"),
+    ],
+)
+def test_score_refuses_nan_and_mixed_labels(fitted, shapes, labels, message):
+    X, y = shapes
+    first = {**y[0], "masks": y[0]["masks"][:1], "labels": labels}
+    first.pop("boxes")
+    model = joblib.load(_dumped(fitted))
+    state = dict(vars(model))
+    with pytest.raises(ValueError, match=message) as raised:
+        model.score(X[:2], [first, y[1]])
+    assert str(raised.value).startswith("MaskRCNNSegmenter: ")
+    assert all(vars(model)[key] is value for key, value in state.items())
+
+
 def test_a_thin_image_to_predict_is_refused_and_one_at_the_limit_segmented(
     fitted, shapes
 ):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from skpapers.datasets import _shapes
-from skpapers.metrics import edit_error_rate
+from skpapers.datasets import _shapes, to_coco
+from skpapers.metrics import edit_error_rate, mask_average_precision
 from skpapers.utils import _validation
 
 
@@ -63,3 +63,46 @@ def test_references_need_a_token():
     with pytest.raises(ValueError, match="y holds only empty sequences"):
         _validation._check_reference_tokens([[], ""])
     _validation._check_reference_tokens([[], "a"])
+
+
+def _one_image(labels):
+    masks = np.zeros((len(labels), 8, 8), bool)
+    for k in range(len(labels)):
+        masks[k, k, k] = True
+    return {"masks": masks, "labels": labels}
+
+
+@pytest.mark.parametrize(
+    "labels", [[1.0, np.nan], np.array([1.0, np.nan]), ["a", np.nan]]
+)
+def test_nan_labels_are_refused_by_every_reader_of_targets(labels):
+    pytest.importorskip("pycocotools")
+    y = [_one_image([2.0, 3.0]), _one_image(labels)]
+    message = r"y\[1\]\['labels'\]\[1\] is NaN, which is not a class label"
+    with pytest.raises(ValueError, match=message):
+        _validation._check_instance_targets(y)
+    with pytest.raises(ValueError, match=message):
+        to_coco(np.zeros((2, 8, 8, 3), np.uint8), y)
+    scored = [{**t, "scores": np.ones(len(t["labels"]))} for t in y]
+    with pytest.raises(ValueError, match="y_true" + message[1:]):
+        mask_average_precision(y, scored)
+
+
+def test_classes_keep_the_labels_dtype_and_refuse_a_mix():
+    checked = _validation._check_instance_targets(
+        [_one_image([3, 1]), _one_image([]), _one_image([2])]
+    )
+    classes = _validation._check_class_labels(checked)
+    assert classes.tolist() == [1, 2, 3] and classes.dtype.kind == "i"
+    tuples = _validation._check_class_labels(
+        _validation._check_instance_targets([_one_image([("b", 1), ("a", 2)])])
+    )
+    assert tuples.tolist() == [("a", 2), ("b", 1)]
+    mixed = _validation._check_instance_targets([_one_image([3]), _one_image(["c"])])
+    with pytest.raises(ValueError, match=r"y\[0\]\['labels'\] holds number labels"):
+        _validation._check_class_labels(mixed)
+    # within one image too: numpy alone would make the 3 a "3"
+    (one,) = _validation._check_instance_targets([_one_image(["c", 3])])
+    assert one["labels"].tolist() == ["c", 3]
+    with pytest.raises(ValueError, match=r"string labels .* and y.0..'labels'. number"):
+        _validation._check_class_labels([one])
