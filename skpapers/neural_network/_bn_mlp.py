@@ -328,7 +328,7 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
                     seed=seed,
                     settings=settings,
                 )
-            self._train(net, X, y_index, weight, device=device)
+            self._train(net, X, y_index, weight, device=device, epochs=self.max_epochs)
             self._set_fitted(net, classes)
             if not warm:
                 self._net_built_with = settings  # to rebuild net_ the same on load
@@ -795,8 +795,6 @@ def _weighted_rows(X, y_index, sample_weight):
     weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
-    if not weight.any():
-        raise ValueError("sample_weight is zero for every sample: nothing to fit.")
     if np.array_equal(weight, np.round(weight)):
         rows = np.repeat(np.arange(len(weight)), weight.astype(np.int64))
         return X[rows], y_index[rows], None

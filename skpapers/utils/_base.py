@@ -291,7 +291,7 @@ class TrainingNetMixin:
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss} in epoch {len(self.history)}; "
-                f"lower the learning rate (lr={self._rate()})."
+                f"lower the learning rate (lr={self._rate():g})."
             )
         return step
 

@@ -556,3 +556,86 @@ def test_grid_search_in_two_processes_uses_one_torch_thread_each(data):
     ).fit(X, y)
     assert set(search.cv_results_["mean_test_threads"]) == {1.0}
     assert search.best_estimator_.n_iter_ == 3
+
+
+# -- sample weights and the float32 range -------------------------------------
+
+
+def _state(clf):
+    return {k: v.clone() for k, v in clf.net_.module_.state_dict().items()}
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_a_weight_of_two_equals_a_duplicated_row(data, batch_norm):
+    X, y = data
+    weight = np.ones(len(y), dtype=int)
+    weight[[3, 10, 20]] = 2
+    weight[[5, 7]] = 0
+    params = {**FAST, "batch_norm": batch_norm, "batch_size": 32}
+    weighted = BatchNormMLPClassifier(**params).fit(X, y, sample_weight=weight)
+    # the same rows, repeated and dropped, in another order
+    rows = np.random.RandomState(1).permutation(np.repeat(np.arange(len(y)), weight))
+    repeated = BatchNormMLPClassifier(**params).fit(X[rows], y[rows])
+    for key, value in _state(weighted).items():
+        assert torch.equal(value, _state(repeated)[key]), key
+    unweighted = BatchNormMLPClassifier(**params).fit(X, y)
+    assert not np.array_equal(unweighted.predict_proba(X), weighted.predict_proba(X))
+
+
+def test_fractional_weights_scale_the_loss(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST)
+    half = clf.fit(X, y, sample_weight=np.full(len(y), 0.5)).predict_proba(X)
+    assert_array_equal(half, clf.fit(X, y).predict_proba(X))  # all equal: no change
+    weight = np.where(y == 0, 0.1, 1.0)
+    low = clf.fit(X, y, sample_weight=weight).predict_proba(X)[:, 0]
+    assert low.mean() < half[:, 0].mean()  # class 0 counts less
+    with pytest.raises(ValueError, match=r"BatchNormMLPClassifier: .*non-zero"):
+        clf.fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="Negative"):
+        clf.fit(X, y, sample_weight=-np.ones(len(y)))
+
+
+def test_partial_fit_takes_sample_weight(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**FAST)
+    clf.partial_fit(X, y, classes=[0, 1, 2], sample_weight=np.arange(len(y)) % 3)
+    assert clf.n_iter_ == 1
+
+
+def test_sample_weight_is_routed_through_pipeline_and_grid_search(data):
+    import sklearn
+
+    X, y = data
+    weight = np.where(y == 0, 3, 1)
+    expected = BatchNormMLPClassifier(**FAST).fit(X, y, sample_weight=weight)
+    with sklearn.config_context(enable_metadata_routing=True):
+        step = BatchNormMLPClassifier(**FAST).set_fit_request(sample_weight=True)
+        pipe = make_pipeline(
+            StandardScaler().set_fit_request(sample_weight=False), step
+        )
+        pipe.fit(X, y, sample_weight=weight)
+        search = GridSearchCV(
+            BatchNormMLPClassifier(**FAST)
+            .set_fit_request(sample_weight=True)
+            .set_score_request(sample_weight=False),
+            {"lr": [0.1]},
+            cv=2,
+        ).fit(X, y, sample_weight=weight)
+    scaled = StandardScaler().fit_transform(X)
+    alone = BatchNormMLPClassifier(**FAST).fit(scaled, y, sample_weight=weight)
+    assert_array_equal(pipe.predict_proba(X), alone.predict_proba(scaled))
+    assert_array_equal(
+        search.best_estimator_.predict_proba(X), expected.predict_proba(X)
+    )
+
+
+def test_input_beyond_float32_is_refused(data):
+    X, y = data
+    big = X.copy()
+    big[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"BatchNormMLPClassifier: .*float32's range"):
+        BatchNormMLPClassifier(**FAST).fit(big, y)
+    fitted = BatchNormMLPClassifier(**FAST).fit(X, y)
+    with pytest.raises(ValueError, match="float32's range"):
+        fitted.predict(big)

@@ -1,0 +1,353 @@
+"""The behaviour the torch estimators share through skpapers.utils._base.
+
+Each test runs on every torch estimator that trains through skorch: skorch's
+routed parameters, callbacks, warm starts and resuming from a checkpoint,
+Ctrl-C, a diverging loss, and the verbosity levels.
+"""
+
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    LoadInitState,
+    LRScheduler,
+)
+
+from skpapers import BatchNormMLPClassifier, RMLSequencePredictor
+from skpapers.utils._base import is_routed
+
+
+def _table():
+    X = np.random.RandomState(0).randn(60, 4)
+    return X, (X[:, 0] + X[:, 1] > 0).astype(int)
+
+
+def _words():
+    words = ["abc", "ba", "cab", "a", "bcca", "acb", "cc", "bab"] * 3
+    return words, [w[::-1] for w in words]
+
+
+# A small instance of each (without a stopping rule, so that every epoch
+# runs), and its data.
+CASES = {
+    "BatchNormMLPClassifier": (
+        BatchNormMLPClassifier,
+        dict(
+            hidden_layer_sizes=(8,),
+            batch_size=16,
+            max_epochs=4,
+            tol=0,
+            n_iter_no_change=50,
+        ),
+        _table,
+    ),
+    "RMLSequencePredictor": (
+        RMLSequencePredictor,
+        dict(embedding_dim=8, hidden_size=16, batch_size=8, max_epochs=4),
+        _words,
+    ),
+}
+NAMES = list(CASES)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _make(name, **params):
+    Estimator, small, _ = CASES[name]
+    return Estimator(**{**small, "random_state": 0, **params})
+
+
+def _data(name):
+    return CASES[name][2]()
+
+
+def _weights(estimator):
+    return {k: v.clone() for k, v in estimator.net_.module_.state_dict().items()}
+
+
+def _assert_same_weights(left, right):
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), key
+
+
+def _assert_other_weights(left, right):
+    assert any(not torch.equal(left[key], right[key]) for key in left)
+
+
+# -- routed parameters --------------------------------------------------------
+
+
+def test_routed_names():
+    assert is_routed("optimizer__momentum")
+    assert is_routed("callbacks__print_log__sink")
+    assert not is_routed("optimizer")
+    assert not is_routed("optimizer__")
+    assert not is_routed("solver__tol")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_routed_parameters_are_parameters(name):
+    estimator = _make(name, optimizer__weight_decay=0.1)
+    assert estimator.get_params()["optimizer__weight_decay"] == 0.1
+    estimator.set_params(optimizer__weight_decay=0.2, iterator_train__shuffle=False)
+    copy = clone(estimator)
+    assert copy.get_params()["optimizer__weight_decay"] == 0.2
+    assert copy.get_params()["iterator_train__shuffle"] is False
+    assert "optimizer__weight_decay=0.2" in repr(copy)
+    X, y = _data(name)
+    copy.fit(X, y)
+    assert copy.net_.optimizer_.param_groups[0]["weight_decay"] == 0.2
+
+
+def test_the_issues_own_example_sets_sgds_momentum():
+    X, y = _data("BatchNormMLPClassifier")
+    clf = _make("BatchNormMLPClassifier").set_params(optimizer__momentum=0.5)
+    assert clf.fit(X, y).net_.optimizer_.param_groups[0]["momentum"] == 0.5
+    # and a routed setting reaches the criterion
+    clf = _make("BatchNormMLPClassifier", criterion__label_smoothing=0.2).fit(X, y)
+    assert clf.net_.criterion_.label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_grid_search_over_a_routed_parameter(name):
+    X, y = _data(name)
+    step = _make(name, max_epochs=2)
+    pipe = make_pipeline(FunctionTransformer(), step)
+    grid = {f"{pipe.steps[-1][0]}__optimizer__weight_decay": [0.0, 0.5]}
+    search = GridSearchCV(pipe, grid, cv=2).fit(X, y)
+    best = search.best_params_[next(iter(grid))]
+    optimizer = search.best_estimator_[-1].net_.optimizer_
+    assert optimizer.param_groups[0]["weight_decay"] == best
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("optimizer__nonsense", "not a parameter of the net's optimizer"),
+        ("criterion__nonsense", "not a parameter of the net's criterion"),
+        ("iterator_train__nonsense", "not a parameter of the net's iterator_train"),
+        ("callbacks__nonsense__patience", "names the callback 'nonsense'"),
+        ("callbacks__print_log__nonsense", "not a parameter of the callback"),
+        ("module__dropout", "set dropout instead"),
+        ("optimizer__lr", "set lr instead"),
+        ("nonsense", "nonsense is not a parameter"),
+    ],
+)
+def test_a_name_the_net_lacks_is_refused_by_fit(name, param, message):
+    estimator = _make(name, **{param: 1})  # scikit-learn's rule: init checks nothing
+    X, y = _data(name)
+    with pytest.raises(ValueError, match=message) as error:
+        estimator.fit(X, y)
+    assert name in str(error.value)
+    assert not hasattr(estimator, "net_")
+
+
+def test_set_params_refuses_an_unknown_plain_name():
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        _make("BatchNormMLPClassifier").set_params(nonsense=1)
+
+
+# -- callbacks ----------------------------------------------------------------
+
+
+class _Count(Callback):
+    def __init__(self):
+        self.epochs = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs += 1
+        net.history.record("counted", self.epochs)
+
+
+class _StopAt(Callback):
+    """Raise KeyboardInterrupt (a Ctrl-C) in the second batch of an epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        epoch = len(net.history)
+        if training and epoch == self.epoch and len(net.history[-1]["batches"]) == 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_users_callbacks_and_skorchs_own_run(name):
+    X, y = _data(name)
+    given = _Count()
+    estimator = _make(
+        name,
+        callbacks=[
+            given,
+            EpochScoring(lambda net, X, y: 1.0, name="one", on_train=True),
+            LRScheduler(policy="StepLR", step_size=1, gamma=0.5),
+        ],
+    ).fit(X, y)
+    assert given.epochs == 0  # a fit works on a copy
+    history = estimator.history_
+    assert history[:, "counted"] == [1, 2, 3, 4]
+    assert history[:, "one"] == [1.0] * 4
+    assert history[:, "event_lr"] == [1.0 * 0.5**k * estimator.lr for k in range(4)]
+    # skorch's History: sliced by key
+    assert len(history[:, "train_loss"]) == estimator.n_iter_ == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_early_stopping_callback_stops_and_says_nothing(name):
+    X, y = _data(name)
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        estimator = _make(name, callbacks=[stop], max_epochs=10).fit(X, y)
+    assert estimator.n_iter_ == 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_stopping_rule_not_met_warns(name):
+    X, y = _data(name)
+    stop = EarlyStopping(monitor="train_loss", patience=50)
+    with pytest.warns(ConvergenceWarning, match="max_epochs=4 reached"):
+        _make(name, callbacks=[stop]).fit(X, y)
+
+
+# -- warm starts, partial_fit and resuming -----------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_warm_start_continues_as_one_fit(name):
+    X, y = _data(name)
+    whole = _make(name, max_epochs=5).fit(X, y)
+    warm = _make(name, max_epochs=2, warm_start=True).fit(X, y)
+    first = _weights(warm)
+    warm.set_params(max_epochs=3).fit(X, y)
+    assert warm.n_iter_ == 5 and len(warm.history_) == 5
+    _assert_other_weights(first, _weights(warm))
+    _assert_same_weights(_weights(whole), _weights(warm))
+    # without warm_start, a second fit starts anew
+    cold = clone(warm).set_params(warm_start=False, max_epochs=3).fit(X, y)
+    assert cold.n_iter_ == 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("persist", ["joblib", "skops"])
+def test_a_loaded_model_trains_on(name, persist, tmp_path):
+    X, y = _data(name)
+    whole = _make(name, max_epochs=5).fit(X, y)
+    part = _make(name, max_epochs=2).fit(X, y)
+    path = tmp_path / "model"
+    if persist == "joblib":
+        joblib.dump(part, path)
+        loaded = joblib.load(path)
+    else:
+        skops_io = pytest.importorskip("skops.io")
+        from skpapers.utils import SKOPS_TRUSTED_TYPES
+
+        skops_io.dump(part, path)
+        loaded = skops_io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+    loaded.set_params(warm_start=True, max_epochs=3).fit(X, y)
+    assert loaded.n_iter_ == 5
+    _assert_same_weights(_weights(whole), _weights(loaded))
+    loaded.partial_fit(X, y)
+    assert loaded.n_iter_ == 6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_partial_fit_trains_one_epoch_at_a_time(name):
+    X, y = _data(name)
+    estimator = _make(name)
+    extra = {"classes": np.unique(y)} if name.startswith("BatchNorm") else {}
+    estimator.partial_fit(X, y, **extra)
+    first = _weights(estimator)
+    estimator.partial_fit(X, y)
+    assert estimator.n_iter_ == 2
+    _assert_other_weights(first, _weights(estimator))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resuming_from_a_checkpoint_equals_an_uninterrupted_fit(name, tmp_path):
+    X, y = _data(name)
+    whole = _make(name, max_epochs=5).fit(X, y)
+    checkpoint = Checkpoint(monitor=None, dirname=str(tmp_path))
+    stopped = _make(name, max_epochs=5, callbacks=[checkpoint, _StopAt(3)]).fit(X, y)
+    assert stopped.n_iter_ == 2  # Ctrl-C in epoch 3 keeps epochs 1 and 2
+    resumed = _make(name, max_epochs=3, callbacks=[LoadInitState(checkpoint)])
+    resumed.fit(X, y)
+    assert resumed.n_iter_ == 5
+    _assert_same_weights(_weights(whole), _weights(resumed))
+
+
+# -- Ctrl-C, divergence, verbosity -------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ctrl_c_keeps_the_last_complete_epoch_without_a_warning(name):
+    X, y = _data(name)
+    two = _make(name, max_epochs=2).fit(X, y)
+    stop = EarlyStopping(monitor="train_loss", patience=50)  # a rule, not met
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        stopped = _make(name, callbacks=[_StopAt(3), stop]).fit(X, y)
+    assert stopped.n_iter_ == len(stopped.history_) == 2
+    assert stopped.net_.interrupted_
+    _assert_same_weights(_weights(two), _weights(stopped))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_diverging_loss_names_the_rate_and_leaves_no_model(name):
+    X, y = _data(name)
+    estimator = _make(name, optimizer="sgd", lr=3e38, max_epochs=20)
+    if name.startswith("RML"):
+        estimator.set_params(callbacks__clip=None)  # clipping would tame it
+    with pytest.raises(FloatingPointError, match=r"lr=3e\+38"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_diverging_warm_start_keeps_the_fitted_model(name):
+    X, y = _data(name)
+    estimator = _make(name, optimizer="sgd", lr=0.01, max_epochs=1).fit(X, y)
+    before = _weights(estimator)
+    estimator.set_params(warm_start=True, lr=3e38, max_epochs=20)
+    estimator.net_.set_params(lr=3e38)
+    if name.startswith("RML"):
+        estimator.net_.callbacks_ = [
+            (n, cb) for n, cb in estimator.net_.callbacks_ if n != "clip"
+        ]
+    with pytest.raises(FloatingPointError):
+        estimator.fit(X, y)
+    assert estimator.n_iter_ == 1
+    _assert_same_weights(before, _weights(estimator))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verbosity(name, capsys):
+    X, y = _data(name)
+    _make(name, max_epochs=2, verbose=0).fit(X, y)
+    assert capsys.readouterr() == ("", "")
+    _make(name, max_epochs=2, verbose=1).fit(X, y)
+    out, err = capsys.readouterr()
+    assert out.count("train_loss") == 1 and len(out.strip().splitlines()) == 4
+    assert "it/s" not in err
+    _make(name, max_epochs=2, verbose=2).fit(X, y)
+    out, err = capsys.readouterr()
+    assert "train_loss" in out and "it/s" in err
