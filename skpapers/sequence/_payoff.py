@@ -628,13 +628,18 @@ class _PayoffTables:
         if not lengths:
             return
         pending = _Pending(self, lengths[-1])
-        if self.reward == "hamming":
-            self._grow_log_gamma(lengths[-1])
-            for m in lengths:
-                log_b = self._log_b(m)
-                pending.add("first", m, log_b, *_window(log_b))
-        else:
-            self._edit_rows(lengths, pending)
+        kept = self.log_F, self._log_gamma
+        try:
+            if self.reward == "hamming":
+                self._grow_log_gamma(lengths[-1])
+                for m in lengths:
+                    log_b = self._log_b(m)
+                    pending.add("first", m, log_b, *_window(log_b))
+            else:
+                self._edit_rows(lengths, pending)
+        except BaseException:
+            self.log_F, self._log_gamma = kept
+            raise
         for name, rows in pending.rows.items():
             for key, (lo, cumulative) in rows.items():
                 getattr(self, name).add(key, lo, cumulative)

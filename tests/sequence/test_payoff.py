@@ -6,9 +6,13 @@ and against the paper's claims (tau = 0 is the target; the scale keeps tau
 meaningful across vocabularies).
 """
 
+import collections
+import gc
 import math
 import statistics
 import time
+import tracemalloc
+import weakref
 from collections import Counter, defaultdict
 from itertools import combinations, product
 
@@ -19,11 +23,15 @@ from numpy.testing import assert_allclose, assert_array_equal
 from rapidfuzz.distance import Hamming, Levenshtein
 from scipy.stats import binom, chisquare
 
+from skpapers.sequence import RMLSequencePredictor, _payoff
 from skpapers.sequence._payoff import (
+    _log_class_weights,
+    _PayoffTables,
     payoff_distribution,
     sample_payoff,
     sample_payoff_batch,
 )
+from skpapers.sequence._rml import RMLNet
 
 REWARDS = ["edit", "hamming"]
 TINY_TARGETS = [(), (2,), (0, 1), (1, 1), (0, 0, 1), (2, 0, 1)]
@@ -597,6 +605,9 @@ def test_sample_errors(target, kwargs, match):
         (dict(low=-1), "low must be an integer >= 0"),
         (dict(tau=-1.0), "tau must be a real number >= 0"),
         (dict(reward="edits"), "reward must be one of"),
+        (dict(cache=[]), "cache must be a dict"),
+        (dict(max_payoff_bytes=0), "max_payoff_bytes must be an integer >= 1"),
+        (dict(max_payoff_bytes=2.5), "max_payoff_bytes must be an integer >= 1"),
     ],
 )
 def test_batch_errors(change, match):
@@ -618,3 +629,184 @@ def test_batch_ignores_ids_past_the_lengths():
         targets, torch.tensor([2, 1]), tau=0.5, low=3, high=13
     )
     assert torch.all((samples == 0) | ((samples >= 3) & (samples < 13)))
+
+
+# --------------------------------------------------------------------------
+# The batch sampler's tables: exact, built once, bounded in bytes
+# --------------------------------------------------------------------------
+
+
+def _row_probabilities(rows, key, upto=None):
+    """``{count: probability}`` of one table row, truncated at ``upto``."""
+    lo, cumulative = rows.rows[key]
+    if upto is not None:
+        cumulative = cumulative[: upto - lo + 1]
+    weights = np.diff(np.exp(cumulative - cumulative[-1]), prepend=0.0)
+    return {lo + j: w for j, w in enumerate(weights)}
+
+
+def _table_joint(tables, m):
+    """p(n_d, n_i, n_s) as the batch sampler draws it, from its table rows."""
+    E = m if tables.reward == "hamming" else max(m, 1)
+    joint = np.zeros((E + 1, E + 1, E + 1))
+    if tables.reward == "hamming":
+        for n_s, p in _row_probabilities(tables.first, m).items():
+            joint[0, 0, n_s] = p
+        return joint
+    for n_d, p_d in _row_probabilities(tables.first, m).items():
+        k = m - n_d
+        for n_i, p_i in _row_probabilities(tables.inserted, k + 1 if m else 0).items():
+            budget = max(m, 1) - n_d - n_i
+            for n_s, p_s in _row_probabilities(tables.substituted, k, budget).items():
+                joint[n_d, n_i, n_s] += p_d * p_i * p_s
+    return joint
+
+
+@pytest.mark.parametrize("reward", REWARDS)
+@pytest.mark.parametrize("tau", [0.3, 0.9, 3.0, 100.0])
+@pytest.mark.parametrize("vocab_size", [2, 40])
+def test_tables_draw_every_class_with_its_exact_probability(reward, tau, vocab_size):
+    """The rows, kept only where the mass is, multiply out to the whole
+    (L+1)^3 array of class weights that the slow sampler draws from."""
+    tables = _PayoffTables(vocab_size, tau, reward, None)
+    lengths = [0, 1, 2, 7, 30]
+    tables.reserve(lengths)
+    for m in lengths:
+        log_weights, _ = _log_class_weights(m, vocab_size, tau, reward)
+        expected = np.exp(log_weights - log_weights.max())
+        expected /= expected.sum()
+        joint = _table_joint(tables, m)
+        part = joint[tuple(slice(n) for n in expected.shape)]
+        assert_allclose(part, expected, rtol=0, atol=1e-13)
+        assert joint.sum() == pytest.approx(1.0, abs=1e-13)
+
+
+@pytest.mark.parametrize("reward", REWARDS)
+def test_batch_follows_the_distribution_at_three_hundred_tokens(reward):
+    """Long targets: drawn distances against payoff_distribution, m = 300."""
+    V, low, tau, B, m = 40, 3, 0.9, 6000, 300
+    generator = torch.Generator().manual_seed(3)
+    targets = torch.randint(low, low + V, (B, m), generator=generator)
+    lengths = torch.full((B,), m)
+    samples, sample_lengths, distances = sample_payoff_batch(
+        targets,
+        lengths,
+        tau=tau,
+        low=low,
+        high=low + V,
+        reward=reward,
+        generator=generator,
+        return_distances=True,
+        cache={},
+    )
+    _assert_matches(
+        Counter(distances.tolist()),
+        dict(enumerate(payoff_distribution(m, V, tau=tau, reward=reward))),
+    )
+    for b in range(0, B, 200):
+        target = targets[b].tolist()
+        sample = samples[b, : sample_lengths[b]].tolist()
+        if reward == "hamming":
+            assert Hamming.distance(target, sample) == distances[b]
+        else:
+            assert Levenshtein.distance(target, sample) <= distances[b]
+
+
+@pytest.mark.parametrize("reward", REWARDS)
+def test_tables_grow_slower_than_the_square_of_the_length(reward):
+    """Every length up to 1000: a few MiB (the cubic tables needed 24 GB),
+    and four times the length takes well under 16 times the bytes."""
+    sizes = {}
+    for longest in (250, 1000):
+        tables = _PayoffTables(40, 0.9, reward, None)
+        tracemalloc.start()
+        tables.reserve(range(longest + 1))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        sizes[longest] = tables.nbytes
+    assert sizes[1000] < 32 * 2**20
+    assert peak < 64 * 2**20, "building must stay in bounded blocks"
+    assert sizes[1000] / sizes[250] < 12
+
+
+def test_tables_are_built_once_per_length():
+    cache = {}
+    generator = torch.Generator().manual_seed(0)
+    targets, lengths = _padded([[3, 4, 5, 6], [7, 8], []])
+    kwargs = dict(tau=1.0, low=3, high=13, generator=generator, cache=cache)
+    sample_payoff_batch(targets, lengths, **kwargs)
+    (tables,) = cache.values()
+    rows = {name: dict(getattr(tables, name).rows) for name in ("first", "inserted")}
+    sample_payoff_batch(targets[:2], lengths[:2], **kwargs)
+    for name, before in rows.items():
+        after = getattr(tables, name).rows
+        assert after.keys() == before.keys()
+        assert all(after[key] is before[key] for key in before)
+    sample_payoff_batch(targets, lengths, **{**kwargs, "tau": 2.0})
+    assert len(cache) == 2, "one set of tables per (V, tau, reward)"
+
+
+def test_shared_cache_is_bounded_in_bytes(monkeypatch):
+    monkeypatch.setattr(_payoff, "_SHARED_TABLES", collections.OrderedDict())
+    monkeypatch.setattr(_payoff, "_SHARED_MAX_BYTES", 200_000)
+    targets = torch.randint(3, 43, (8, 200), generator=torch.Generator())
+    lengths = torch.arange(193, 201)
+    for tau in np.linspace(0.5, 2.0, 8):
+        sample_payoff_batch(targets, lengths, tau=float(tau), low=3, high=43)
+        held = sum(tables.nbytes for tables in _payoff._SHARED_TABLES.values())
+        assert held <= 200_000
+    assert 0 < len(_payoff._SHARED_TABLES) < 8
+
+
+@pytest.mark.parametrize("reward", REWARDS)
+def test_tables_past_the_limit_are_refused_and_nothing_kept(reward):
+    cache = {}
+    targets = torch.randint(3, 43, (2, 1000), generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"max_payoff_bytes=20000 .*raise max_payoff"):
+        sample_payoff_batch(
+            targets,
+            torch.tensor([1000, 999]),
+            tau=0.9,
+            low=3,
+            high=43,
+            reward=reward,
+            cache=cache,
+            max_payoff_bytes=20_000,
+        )
+    (tables,) = cache.values()
+    assert tables.first.rows == {} and tables.nbytes == 0
+
+
+def test_estimator_trains_on_a_thousand_tokens_and_releases_its_tables():
+    """One 1000-token target: the tables take a few MiB, go with the model."""
+    X = ["ab", "ba", "abc", "cab"]
+    rng = np.random.RandomState(0)
+    y = [list(rng.choice(list("xyz"), n)) for n in (1000, 3, 5, 4)]
+    model = RMLSequencePredictor(
+        tau=0.9,
+        max_epochs=1,
+        embedding_dim=4,
+        hidden_size=4,
+        batch_size=4,
+        random_state=0,
+    ).fit(X, y)
+    (tables,) = model.net_.payoff_cache_.values()
+    assert set(tables.first.rows) == {3, 4, 5, 1000}
+    assert 0 < tables.nbytes < 16 * 2**20
+    gone = weakref.ref(tables)
+    del model, tables
+    gc.collect()
+    assert gone() is None, "the tables must not outlive the model"
+
+
+def test_estimator_refuses_targets_past_the_limit_before_training(monkeypatch):
+    X, y = ["ab", "ba"], ["xyz" * 100, "zy"]
+    trained = []
+    monkeypatch.setattr(RMLNet, "partial_fit", lambda *a, **k: trained.append(1))
+    model = RMLSequencePredictor(tau=0.9, max_payoff_bytes=20_000, max_epochs=1)
+    with pytest.raises(
+        ValueError,
+        match=r"RMLSequencePredictor: .*300 tokens.*max_payoff_bytes=20000",
+    ):
+        model.fit(X, y)
+    assert not trained and not hasattr(model, "net_")
