@@ -31,6 +31,7 @@ from skpapers.utils._torch import (
     use_worker_threads,
 )
 from skpapers.utils._validation import (
+    _check_boxes,
     _check_boxes_frame_masks,
     _check_class_labels,
     _check_instance_targets,
@@ -557,11 +558,7 @@ def _check_targets(y, images):
         boxes = given.get("boxes")
         if boxes is None:
             boxes = _masks_to_boxes(masks)
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) != len(masks):
-            raise ValueError(
-                f"y[{i}]['boxes'] holds {len(boxes)} boxes for {len(masks)} masks."
-            )
+        boxes = _check_boxes(boxes, len(masks), f"y[{i}]['boxes']")
         bad = np.flatnonzero(
             ~np.isfinite(boxes).all(axis=1)
             | (boxes[:, 2] <= boxes[:, 0])

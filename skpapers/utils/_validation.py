@@ -227,6 +227,40 @@ def _check_class_labels(targets, name="y"):
     return classes
 
 
+def _check_boxes(boxes, n_masks, name):
+    """Boxes as a float32 ``(n_masks, 4)`` array, or a clear error.
+
+    Parameters
+    ----------
+    boxes : array-like of shape (n_masks, 4)
+        ``x1, y1, x2, y2`` per mask; ``[]`` for no mask and a flat 4 for one
+        are taken too.
+    n_masks : int
+        The masks they belong to.
+    name : str
+        What the boxes are called in error messages.
+
+    Returns
+    -------
+    ndarray of shape (n_masks, 4), float32
+    """
+    try:
+        array = np.asarray(boxes, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be numbers, an array of shape ({n_masks}, 4): one x1, "
+            "y1, x2, y2 box per mask."
+        ) from None
+    if array.shape in {(0,), (4,)} and array.size == 4 * n_masks:
+        array = array.reshape(n_masks, 4)
+    if array.shape != (n_masks, 4):
+        raise ValueError(
+            f"{name} must have shape ({n_masks}, 4), one x1, y1, x2, y2 box per "
+            f"mask; got shape {array.shape}."
+        )
+    return array
+
+
 def _check_boxes_frame_masks(boxes, masks, name):
     """Refuse a box that holds none of its mask's pixels.
 

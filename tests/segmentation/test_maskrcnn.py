@@ -261,6 +261,12 @@ def _with(y, i, **changes):
         ("nan label", ValueError, r"y\[1\]\['labels'\]\[0\] is NaN"),
         ("box outside", ValueError, "lies wholly outside its 48 x 48 image"),
         ("box beside its mask", ValueError, "holds none of the pixels of its mask"),
+        (
+            "boxes of 3 numbers",
+            ValueError,
+            r"y\[0\]\['boxes'\] must have shape \(\d+, 4\)",
+        ),
+        ("boxes of words", TypeError, r"y\[0\]\['boxes'\] must be numbers"),
     ],
 )
 def test_bad_input_is_refused_and_the_old_model_kept(
@@ -302,6 +308,10 @@ def test_bad_input_is_refused_and_the_old_model_kept(
         boxes = y[3]["boxes"].copy()
         boxes[-1] = [50, 10, 60, 20]
         y_bad = _with(y, 3, boxes=boxes)
+    elif case == "boxes of 3 numbers":
+        y_bad = _with(y, 0, boxes=y[0]["boxes"][:, :3])
+    elif case == "boxes of words":
+        y_bad = _with(y, 0, boxes=[["x1", "y1", "x2", "y2"]] * len(y[0]["labels"]))
     elif case == "box beside its mask":
         rows, columns = np.nonzero(~y[0]["masks"][0])
         boxes = y[0]["boxes"].copy()
