@@ -3,11 +3,10 @@
 Generated inputs (empty and one-sized shapes, float32 and float64, NaN, inf,
 negative values, values at the dtype's extremes, numpy integers, wrong types)
 go to NMF and to the data-set functions (the generators, load_cmudict_g2p).
-Each call must either return a
-valid result (finite where it must be, the right shape and dtype) or raise a
-``ValueError`` or ``TypeError`` whose message names the estimator or the
-function; a fitted estimator that receives bad input is left exactly as it
-was.
+Each call must either return a valid result (finite where it must be, the
+right shape and dtype) or raise a ``ValueError`` or ``TypeError`` whose
+message names the estimator or the function; a fitted estimator that
+receives bad input is left exactly as it was.
 
 The runs are deterministic: one fixed profile (``derandomize=True``, no
 example database) drives every test here, whatever the command line, so a
