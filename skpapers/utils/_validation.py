@@ -132,6 +132,10 @@ def _check_instance_targets(y, name="y", *, scores=False):
     """
     if isinstance(y, dict):
         raise TypeError(f"{name} must be a list of dicts, one per image, not a dict.")
+    if isinstance(y, str) or not hasattr(y, "__iter__"):
+        raise TypeError(
+            f"{name} must be a list of dicts, one per image; got {type(y).__name__}."
+        )
     checked = []
     needed = ("masks", "labels", "scores") if scores else ("masks", "labels")
     for i, target in enumerate(y):

@@ -106,3 +106,9 @@ def test_classes_keep_the_labels_dtype_and_refuse_a_mix():
     assert one["labels"].tolist() == ["c", 3]
     with pytest.raises(ValueError, match=r"string labels .* and y.0..'labels'. number"):
         _validation._check_class_labels([one])
+
+
+@pytest.mark.parametrize("y, kind", [(None, "NoneType"), ("masks", "str"), (3, "int")])
+def test_targets_that_are_no_list_are_refused(y, kind):
+    with pytest.raises(TypeError, match=f"y must be a list of dicts.*; got {kind}"):
+        _validation._check_instance_targets(y)
