@@ -360,10 +360,11 @@ def _check_ordered(values, name):
         )
     if isinstance(values, Set):
         raise TypeError(
-            f"{name} is a {type(values).__name__}, whose order is arbitrary, so "
-            f"that which element of {name} pairs with which of the other would be "
-            f"too; {name} must be an ordered collection (a list, tuple, array or "
-            "pandas Series), e.g. sorted(...)."
+            f"{name} is a {type(values).__name__}, whose order is arbitrary (it "
+            "differs between processes), so that the order of the results and "
+            f"the pairing with the other argument would be too; {name} must be an "
+            "ordered collection (a list, tuple, array or pandas Series), e.g. "
+            "sorted(...)."
         )
 
 
