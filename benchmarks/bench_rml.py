@@ -1,7 +1,7 @@
 """Time RMLSequencePredictor's training and decoding against plain PyTorch.
 
-Three parts, each printing one table, all on grapheme-to-phoneme pairs of
-``load_cmudict_g2p`` (words drawn with a fixed seed):
+Four parts, each printing one table, the first three on grapheme-to-phoneme
+pairs of ``load_cmudict_g2p`` (words drawn with a fixed seed):
 
 - ``train``: target tokens per second of ``RMLSequencePredictor.fit``
   against a minimal hand-written PyTorch loop training the same
@@ -17,6 +17,13 @@ Three parts, each printing one table, all on grapheme-to-phoneme pairs of
   ``sample_payoff_batch``, per reward: the sampler alone on a run of batches
   against whole steps (sampling, teacher forcing, forward, backward, clipping,
   Adam) on the same batches. Target: well under 5%.
+- ``sampler``: the payoff sampler alone against the target length ``L`` =
+  10, 100, 1000, 10 000 (``--lengths``), per reward: a batch of 64 targets
+  with lengths spread over ``1 .. L``, ``V = 40``, ``tau = 0.9``, in a fresh
+  process each: the first call's time (which builds the tables), the median
+  time of a draw after it, the tables' bytes, the process's peak RSS above
+  its start, and the same for tables covering every length ``0 .. L``; next
+  to the bytes the former ``(L + 1)^3`` tables kept. No data needed.
 - ``beam``: sequences per second of batched beam search (``predict``, and
   ``beam_search`` on all the sequences at once) against ``beam_search`` on one
   sequence at a time, for beams of 1, 4 and 8, with a model trained for a few
@@ -28,6 +35,7 @@ Usage::
     python benchmarks/bench_rml.py --quick     # about 30 s
     python benchmarks/bench_rml.py --parts sampling beam --threads 2 \
         --json rml.json
+    python benchmarks/bench_rml.py --parts sampler   # about 2 min
 
 Torch runs on ``--threads`` threads (``torch.set_num_threads``), 1 by
 default. Timings depend on the machine and on what else runs on it: this
@@ -37,6 +45,8 @@ script asserts nothing about them.
 import argparse
 import functools
 import json
+import multiprocessing
+import resource
 import time
 
 import numpy as np
@@ -46,7 +56,7 @@ from _environment import environment
 from skpapers.datasets import load_cmudict_g2p
 from skpapers.sequence import RMLSequencePredictor, Seq2Seq
 from skpapers.sequence._modules import PAD, beam_search
-from skpapers.sequence._payoff import sample_payoff_batch
+from skpapers.sequence._payoff import _PayoffTables, sample_payoff_batch
 from skpapers.sequence._rml import (
     _FIRST_TOKEN,
     BOS,
@@ -57,7 +67,7 @@ from skpapers.sequence._rml import (
 )
 from skpapers.utils._torch import seeded, torch_seed
 
-PARTS = ("train", "sampling", "beam")
+PARTS = ("train", "sampling", "beam", "sampler")
 SEED = 0
 BATCH_SIZE = 64
 LR = 1e-3
@@ -316,6 +326,85 @@ def format_sampling_row(row):
     )
 
 
+# -- part 4: the sampler's time and memory against the target length ---------------
+
+
+def _peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _sampler_child(length, reward, tau, vocab_size, repeats, threads, queue):
+    """One row, in a fresh process, so that its peak RSS is its own."""
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(SEED)
+    batch = torch.randint(3, 3 + vocab_size, (BATCH_SIZE, length), generator=generator)
+    lengths = torch.linspace(1, length, BATCH_SIZE).round().long()
+    kwargs = dict(tau=tau, low=3, high=3 + vocab_size, reward=reward)
+    kwargs.update(generator=generator, cache={}, max_payoff_bytes=None)
+    sample_payoff_batch(batch[:, :1], lengths.clamp(max=1), **kwargs)  # warm up
+    start_rss = _peak_rss_mib()
+    start = time.perf_counter()
+    sample_payoff_batch(batch, lengths, **kwargs)
+    first = time.perf_counter() - start
+    draws = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sample_payoff_batch(batch, lengths, **kwargs)
+        draws.append(time.perf_counter() - start)
+    (tables,) = kwargs["cache"].values()
+    row = {
+        "reward": reward,
+        "L": length,
+        "first_call_s": first,
+        "draw_ms": 1e3 * float(np.median(draws)),
+        "tables_mib": tables.nbytes / 2**20,
+        "peak_rss_mib": _peak_rss_mib() - start_rss,
+    }
+    every = _PayoffTables(vocab_size, tau, reward, None)
+    start = time.perf_counter()
+    every.reserve(range(length + 1))
+    row["all_lengths_s"] = time.perf_counter() - start
+    row["all_lengths_mib"] = every.nbytes / 2**20
+    row["all_lengths_peak_rss_mib"] = _peak_rss_mib() - start_rss
+    # the former lru-cached tables: (L+1)^2 for Hamming; two of (L+1)^3 for edit
+    side = length + 1
+    row["former_mib"] = 8 * (side**2 if reward == "hamming" else 2 * side**3) / 2**20
+    queue.put(row)
+
+
+def sampler_rows(lengths, rewards, repeats, threads, tau=0.9, vocab_size=40):
+    """One row per reward and length, each measured in a fresh process."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for reward in rewards:
+        for length in lengths:
+            queue = context.Queue()
+            args = (length, reward, tau, vocab_size, repeats, threads, queue)
+            child = context.Process(target=_sampler_child, args=args)
+            child.start()
+            row = queue.get()
+            child.join()
+            rows.append(row)
+            print(format_sampler_row(row), flush=True)
+    return rows
+
+
+SAMPLER_HEADER = (
+    f"{'reward':<9}{'L':>6}{'first s':>9}{'draw ms':>9}{'tables MiB':>11}"
+    f"{'peak MiB':>9}{'all L s':>9}{'all MiB':>9}{'peak MiB':>9}{'former MiB':>12}"
+)
+
+
+def format_sampler_row(row):
+    return (
+        f"{row['reward']:<9}{row['L']:>6}{row['first_call_s']:>9.3f}"
+        f"{row['draw_ms']:>9.2f}{row['tables_mib']:>11.2f}"
+        f"{row['peak_rss_mib']:>9.0f}{row['all_lengths_s']:>9.2f}"
+        f"{row['all_lengths_mib']:>9.2f}{row['all_lengths_peak_rss_mib']:>9.0f}"
+        f"{row['former_mib']:>12.3g}"
+    )
+
+
 # -- part 3: batched beam search -------------------------------------------------------
 
 
@@ -416,6 +505,13 @@ def main(argv=None):
     parser.add_argument(
         "--repeats", type=int, help="timed runs per row (5; 3 with --quick)"
     )
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=[10, 100, 1000, 10_000],
+        help="target lengths of the sampler part (10 100 1000 10000)",
+    )
     parser.add_argument("--json", metavar="PATH", help="save the rows as JSON")
     args = parser.parse_args(argv)
     settings = {
@@ -448,12 +544,26 @@ def main(argv=None):
         f"{env['torch_interop_threads']}); Seq2Seq {MODEL}, batches of "
         f"{BATCH_SIZE}, {settings['optimizer']}, seed {SEED}"
     )
-    X, y, X_test, _ = load_pairs(settings["words"])
-    print(
-        f"load_cmudict_g2p(max_words={settings['words']}): {len(X)} training "
-        f"pairs, {target_tokens(y)} target tokens (EOS included)"
-    )
     rows = {}
+    if "sampler" in args.parts:
+        print(
+            f"\nsampler: sample_payoff_batch on {BATCH_SIZE} targets of lengths "
+            "spread over 1 .. L (V = 40, tau = 0.9), a fresh process per row: "
+            "first call (builds the tables), median draw after it "
+            f"({repeats} draws), tables' bytes, peak RSS above the process's "
+            "start; then tables for every length 0 .. L ('all'); 'former': the "
+            "bytes the (L+1)^3 tables kept"
+        )
+        print(SAMPLER_HEADER)
+        rows["sampler"] = sampler_rows(
+            args.lengths, ("edit", "hamming"), repeats, args.threads
+        )
+    if set(args.parts) - {"sampler"}:
+        X, y, X_test, _ = load_pairs(settings["words"])
+        print(
+            f"load_cmudict_g2p(max_words={settings['words']}): {len(X)} training "
+            f"pairs, {target_tokens(y)} target tokens (EOS included)"
+        )
     if "train" in args.parts:
         print(
             f"\ntrain: target tokens per second (median of {repeats} runs, "
