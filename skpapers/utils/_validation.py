@@ -270,8 +270,10 @@ def _check_boxes_frame_masks(boxes, masks, name):
 
     Such a box is a mistake of coordinates (COCO's ``x, y, width, height``
     given as ``x1, y1, x2, y2``, boxes of another image size), not an
-    instance: torchvision would crop the mask's training target by the box
-    and learn an empty mask, without a word.
+    instance: torchvision cuts the mask's training target out of the mask by
+    the proposals that match the box, so that it would learn an empty mask,
+    without a word. torchvision itself refuses degenerate boxes with a
+    ``ValueError``; this is refused the same way.
 
     Parameters
     ----------
