@@ -112,3 +112,30 @@ def test_classes_keep_the_labels_dtype_and_refuse_a_mix():
 def test_targets_that_are_no_list_are_refused(y, kind):
     with pytest.raises(TypeError, match=f"y must be a list of dicts.*; got {kind}"):
         _validation._check_instance_targets(y)
+
+
+@pytest.mark.parametrize("image_size", [16, 32, 48])
+def test_an_image_is_refused_exactly_when_torchvision_would_keep_no_row(image_size):
+    torch = pytest.importorskip("torch")
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    transform = GeneralizedRCNNTransform(
+        image_size, image_size, [0.0] * 3, [1.0] * 3
+    ).eval()
+    outcomes = set()
+    for long in range(image_size, 8 * image_size, 5):
+        for short in range(1, long // image_size + 2):
+            for height, width in ((short, long), (long, short)):
+                try:
+                    resized, _ = transform.resize(torch.zeros(3, height, width), None)
+                    kept = min(resized.shape[-2:]) >= 1
+                except RuntimeError:  # torch's "output (H: 0 ...)"
+                    kept = False
+                outcomes.add(kept)
+                image = np.zeros((height, width, 3), np.float32)
+                if kept:
+                    _validation._check_resizable([image], image_size)
+                else:
+                    with pytest.raises(ValueError, match=r"X\[0\] is .* less than one"):
+                        _validation._check_resizable([image], image_size)
+    assert outcomes == {True, False}
