@@ -78,7 +78,8 @@ segmenter = MaskRCNNSegmenter(max_epochs=4, augment="dihedral", random_state=0)
 start = time.perf_counter()
 segmenter.fit(X, y)
 print(f"trained {segmenter.n_iter_} epochs in {time.perf_counter() - start:.0f} s")
-print("loss per epoch:", [round(epoch["loss"], 3) for epoch in segmenter.history_])
+losses = segmenter.history_[:, "train_loss"]  # skorch's History, sliced by key
+print("loss per epoch:", [round(loss, 3) for loss in losses])
 
 # %%
 # ``score`` is COCO's mask AP over IoU thresholds 0.5 to 0.95, computed by

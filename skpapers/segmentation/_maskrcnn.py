@@ -1,5 +1,6 @@
 """MaskRCNNSegmenter: Mask R-CNN instance segmentation as an estimator."""
 
+import inspect
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -8,28 +9,23 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from torch.utils.data import Dataset
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-from tqdm.auto import tqdm
 
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation._model import MASK_LOSSES, ROI_OPS, build_maskrcnn
 from skpapers.utils import restore_on_error
+from skpapers.utils._base import SkorchEstimatorMixin, TrainingNetMixin
 from skpapers.utils._errors import names_estimator
 from skpapers.utils._persistence import (
-    ArraysOnSave,
     loadable_device,
+    net_state,
+    restore_net,
     rng_untouched,
-    to_numpy,
-    to_torch,
 )
-from skpapers.utils._torch import (
-    OPTIMIZERS,
-    check_device,
-    check_optimizer,
-    seeded,
-    torch_seed,
-    use_worker_threads,
-)
+from skpapers.utils._torch import check_optimizer, seeded, use_worker_threads
 from skpapers.utils._validation import (
     _check_boxes,
     _check_boxes_frame_masks,
@@ -48,7 +44,7 @@ _OPTIMIZER_SETTINGS = {
 }
 
 
-class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
+class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
     """Instance segmentation by Mask R-CNN, on torchvision's detection framework.
 
     Faster R-CNN with a mask branch (He et al., 2017): a backbone with a
@@ -137,6 +133,21 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
     mask_threshold : float, default=0.5
         Probability above which a pixel belongs to a predicted mask.
 
+    callbacks : list of skorch callbacks or None, default=None
+        Extra :mod:`skorch.callbacks` (or ``(name, callback)`` pairs) for
+        the net that trains the model, such as
+        :class:`~skorch.callbacks.Checkpoint`,
+        :class:`~skorch.callbacks.LoadInitState`,
+        :class:`~skorch.callbacks.EarlyStopping` (on ``"train_loss"``) or
+        :class:`~skorch.callbacks.LRScheduler` (with
+        ``callbacks__lr_schedule=None``, which turns the warm-up and halving
+        schedule off). Each fit works on a copy.
+
+    warm_start : bool, default=False
+        A fit of a fitted segmenter trains ``max_epochs`` more epochs from
+        its weights (its labels among the first fit's classes) rather than
+        starting anew.
+
     device : str, default="cpu"
         Torch device.
 
@@ -145,7 +156,17 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         model on every fit on the CPU.
 
     verbose : int, default=0
-        ``1`` shows a progress bar over the epochs with the loss.
+        ``1`` prints a line per epoch with the loss and its terms (skorch's
+        log); ``2`` adds a progress bar within each epoch.
+
+    **kwargs : dict
+        skorch's routed parameters, passed to the parts of the net:
+        ``optimizer__*`` (e.g. ``optimizer__betas=(0.9, 0.99)``; they
+        override the optimizer's settings above), ``iterator_train__*``
+        (e.g. ``iterator_train__num_workers=2``) and
+        ``callbacks__<name>__*`` (e.g.
+        ``callbacks__lr_schedule__warmup=100``). They are parameters like
+        the others; a name the net does not have is refused by ``fit``.
 
     Attributes
     ----------
@@ -155,11 +176,16 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
     model_ : torchvision.models.detection.MaskRCNN
         The fitted network.
 
-    history_ : list of dict
-        Per epoch, the mean of each loss term and of their sum (``"loss"``).
+    history_ : skorch.History
+        Per epoch ``train_loss`` (the sum of the loss terms) and the mean of
+        each term (``loss_classifier``, ``loss_box_reg``, ``loss_mask``,
+        ``loss_objectness``, ``loss_rpn_box_reg``); per batch the same.
 
     n_iter_ : int
-        Epochs trained.
+        Complete epochs trained, over all fits of a warm start.
+
+    net_ : MaskRCNNNet
+        The skorch net that trains :attr:`model_` (its ``module_``).
 
     References
     ----------
@@ -168,6 +194,7 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **SkorchEstimatorMixin._parameter_constraints,
         "backbone": [StrOptions({"small", "resnet50_fpn"})],
         "weights": [str, Path, None],
         "roi_op": [StrOptions(set(ROI_OPS))],
@@ -176,16 +203,10 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         "mask_dilation": [Interval(Integral, 1, None, closed="left")],
         "augment": [StrOptions({"hflip", "dihedral"}), None],
         "image_size": [Interval(Integral, 16, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
         "lr": [Interval(Real, 0, None, closed="neither"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "score_threshold": [Interval(Real, 0, 1, closed="both")],
         "mask_threshold": [Interval(Real, 0, 1, closed="neither")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -206,9 +227,12 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         weight_decay=1e-4,
         score_threshold=0.5,
         mask_threshold=0.5,
+        callbacks=None,
+        warm_start=False,
         device="cpu",
         random_state=None,
         verbose=0,
+        **kwargs,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -225,9 +249,12 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         self.weight_decay = weight_decay
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
+        self.callbacks = callbacks
+        self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self._set_routed_params(kwargs)
 
     @names_estimator
     @_fit_context(prefer_skip_nested_validation=True)
@@ -252,30 +279,120 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         self : MaskRCNNSegmenter
             The fitted segmenter.
         """
-        use_worker_threads()
         with restore_on_error(self):
-            device = check_device(self.device)
-            images = _check_images(X)
-            _check_resizable(images, self.image_size)
-            targets = _check_targets(y, images)
-            classes = _check_class_labels(targets)
-            if len(classes) == 0:
-                raise ValueError(
-                    "y holds no instance at all: at least one labelled mask is "
-                    "needed to learn from."
-                )
-            seed = torch_seed(self.random_state)
-            architecture = self._architecture_for(len(classes))
-            with seeded(seed, device):
-                model = _build_model(**architecture)
-                if self.weights is not None:
-                    _load_weights(model, self.weights)
-                model = model.to(device)
-                history = self._train(model, images, targets, classes, device)
-            self.classes_, self.model_ = classes, model.eval()
-            self.history_, self.n_iter_ = history, len(history)
-            self._architecture = architecture  # what to rebuild on load
+            optimizer, device, seed = self._start_fit()
+            images, targets, classes = self._check_data(X, y)
+            if self.warm_start and hasattr(self, "net_"):
+                net = self.net_
+                _check_known_classes(classes, self.classes_)
+                classes = self.classes_
+            else:
+                net = self._new_net(classes, optimizer, device, seed)
+            self._train(net, images, targets, classes, device, self.max_epochs)
+            # past _fit_context and names_estimator: the caller's line
+            self._warn_if_not_converged(net, stacklevel=4)
         return self
+
+    @names_estimator
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train one epoch on ``X``, ``y``, starting from the current weights.
+
+        Parameters
+        ----------
+        X : array of shape (n, H, W, 3) or (n, H, W), or list of such images
+            Images, as in :meth:`fit`.
+        y : list of dict
+            Their instances, as in :meth:`fit`.
+        classes : array-like or None, default=None
+            Every class label there will be, on the first call (which starts
+            from new random weights); ``None`` takes those of ``y``. Later
+            calls train on labels among them.
+
+        Returns
+        -------
+        self : MaskRCNNSegmenter
+            The updated segmenter.
+        """
+        with restore_on_error(self):
+            optimizer, device, seed = self._start_fit()
+            images, targets, found = self._check_data(X, y)
+            if hasattr(self, "net_"):
+                net, known = self.net_, self.classes_
+            else:
+                known = found if classes is None else _unique_classes(classes)
+                net = self._new_net(known, optimizer, device, seed)
+            _check_known_classes(found, known)
+            self._train(net, images, targets, known, device, 1)
+        return self
+
+    def _check_data(self, X, y):
+        """Checked images, targets and the classes of their labels."""
+        images = _check_images(X)
+        _check_resizable(images, self.image_size)
+        targets = _check_targets(y, images)
+        classes = _check_class_labels(targets)
+        if len(classes) == 0:
+            raise ValueError(
+                "y holds no instance at all: at least one labelled mask is "
+                "needed to learn from."
+            )
+        return images, targets, classes
+
+    def _new_net(self, classes, optimizer, device, seed):
+        """A new net for ``classes``, its weights drawn from ``seed``."""
+        architecture = self._architecture_for(len(classes))
+        with seeded(seed, device):
+            model = _build_model(**architecture)
+            if self.weights is not None:
+                _load_weights(model, self.weights)
+        return self._build_net(model, architecture, optimizer, device, seed)
+
+    def _build_net(self, model, architecture, optimizer, device, seed):
+        """The skorch net training ``model``, not yet initialised."""
+        optimizer, settings = _optimizer_settings(optimizer, self.lr)
+        params = dict(
+            criterion=torch.nn.Identity,  # the module computes its own losses
+            optimizer=optimizer,
+            lr=settings.pop("lr"),
+            **{f"optimizer__{name}": value for name, value in settings.items()},
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=_collate,
+            iterator_valid__collate_fn=_collate,
+            train_split=None,
+            callbacks=[
+                *self._user_callbacks(),
+                ("lr_schedule", WarmupSchedule()),
+                *self._verbosity_callbacks(),
+            ],
+            device=device,
+            verbose=int(self.verbose > 0),
+            seed=seed,
+            augment=self.augment,
+            architecture=architecture,
+        )
+        params.update(self._routed_params())  # routed parameters win
+        return MaskRCNNNet(model, **params)
+
+    def _train(self, net, images, targets, classes, device, epochs):
+        """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
+        index = {label: i + 1 for i, label in enumerate(classes.tolist())}
+        data = InstanceDataset(
+            [_image_tensor(image) for image in images],
+            [_target_tensors(target, index) for target in targets],
+        )
+        with seeded(net.seed, device):
+            if not net.initialized_:
+                self._check_routed_params(net)
+                net.initialize()
+            net.fit_epochs_ = epochs
+            net.partial_fit(data, None, epochs=epochs)
+        self.classes_ = classes
+        self._set_history(net)
+        self.model_ = net.module_.eval()
 
     def _architecture_for(self, n_classes):
         """The arguments of :func:`_build_model` that the parameters give."""
@@ -288,57 +405,6 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
             "image_size": self.image_size,
             "n_classes": n_classes,
         }
-
-    def _train(self, model, images, targets, classes, device):
-        index = {label: i + 1 for i, label in enumerate(classes.tolist())}
-        tensors = [_image_tensor(image) for image in images]
-        torch_targets = [_target_tensors(t, index) for t in targets]
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = _make_optimizer(
-            parameters, self.optimizer, self.lr, self.weight_decay
-        )
-        lr = optimizer.defaults["lr"]
-        n_batches = -(-len(images) // self.batch_size)
-        total = n_batches * self.max_epochs
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: _lr_factor(step, total)
-        )
-        history = []
-        model.train()
-        epochs = tqdm(
-            range(self.max_epochs), desc="MaskRCNNSegmenter", disable=not self.verbose
-        )
-        for _ in epochs:
-            order = torch.randperm(len(images)).tolist()
-            sums, count = {}, 0
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                pairs = [
-                    _augmented(tensors[i], torch_targets[i], self.augment)
-                    for i in batch
-                ]
-                losses = model(
-                    [image.to(device) for image, _ in pairs],
-                    [
-                        {k: v.to(device) for k, v in target.items()}
-                        for _, target in pairs
-                    ],
-                )
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the training loss became {loss.item()}; lower lr (now {lr})."
-                    )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                for name, value in {**losses, "loss": loss}.items():
-                    sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
-                count += len(batch)
-            history.append({name: value / count for name, value in sums.items()})
-            epochs.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-        return history
 
     @names_estimator
     def predict(self, X):
@@ -409,22 +475,21 @@ class MaskRCNNSegmenter(ArraysOnSave, BaseEstimator):
         _check_class_labels(_check_instance_targets(y))  # no NaN nor mixed types
         return mask_average_precision(y, self._predict(X, _SCORING_THRESHOLD))
 
-    _network_attribute = "model_"
-    _derived_attributes = ("_architecture",)
+    _derived_attributes = ("model_", "history_")
 
     def _network_arrays(self):
-        return {
-            "state": to_numpy(self.model_.state_dict()),
-            "architecture": self._architecture,
-        }
+        return {**net_state(self.net_), "architecture": self.net_.architecture}
 
     def _restore_network(self, saved):
-        device = loadable_device(self)
+        device = str(loadable_device(self))
+        architecture = saved["architecture"]
         with rng_untouched():  # the fresh weights are overwritten at once
-            model = _build_model(**saved["architecture"])
-        model.load_state_dict(to_torch(saved["state"]))
-        self.model_ = model.to(device).eval()
-        self._architecture = saved["architecture"]
+            model = _build_model(**architecture)
+        optimizer = check_optimizer(saved["optimizer_class"])
+        seed = saved["params"].get("seed", 0)
+        net = self._build_net(model, architecture, optimizer, device, seed)
+        self._set_history(restore_net(net, saved))
+        self.model_ = self.net_.module_.eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -458,16 +523,27 @@ def _build_model(
     )
 
 
+def _optimizer_settings(optimizer, lr):
+    """The optimizer class ``optimizer`` names and its settings: those of
+    ``_OPTIMIZER_SETTINGS`` or its own defaults, with ``lr`` unless None."""
+    optimizer = check_optimizer(optimizer)
+    settings = dict(_OPTIMIZER_SETTINGS.get(optimizer, {}))
+    if lr is not None:
+        settings["lr"] = lr
+    if "lr" not in settings:
+        default = inspect.signature(optimizer).parameters.get("lr")
+        has_default = default is not None and default.default is not default.empty
+        settings["lr"] = float(default.default) if has_default else 1e-3
+    return optimizer, settings
+
+
 def _make_optimizer(parameters, optimizer, lr, weight_decay):
     """The optimizer ``optimizer`` names, with the settings of ``_OPTIMIZER_SETTINGS``.
 
     ``lr=None`` keeps the learning rate those settings (or the optimizer's own
     defaults) give.
     """
-    optimizer = check_optimizer(optimizer)
-    settings = dict(_OPTIMIZER_SETTINGS.get(optimizer, {}))
-    if lr is not None:
-        settings["lr"] = lr
+    optimizer, settings = _optimizer_settings(optimizer, lr)
     return optimizer(parameters, weight_decay=weight_decay, **settings)
 
 
@@ -475,6 +551,111 @@ def _lr_factor(step, total, warmup=50):
     """Linear warm-up, then halved at 60% and 85% of the steps."""
     factor = 0.5 ** ((step >= 0.6 * total) + (step >= 0.85 * total))
     return factor * min(1.0, (step + 1) / warmup)
+
+
+class WarmupSchedule(Callback):
+    """The learning rate of each training step: ``lr`` warmed up linearly over
+    the first ``warmup`` steps, then halved at 60% and 85% of the steps.
+
+    The steps count from the net's first epoch: a fit that resumes from a
+    checkpoint (its history loaded) goes on where the schedule stood, and
+    the total is the steps before this fit plus this fit's. Named
+    ``"lr_schedule"`` in the net; ``callbacks__lr_schedule=None`` turns it
+    off (for a :class:`skorch.callbacks.LRScheduler` of one's own).
+    """
+
+    def __init__(self, warmup=50):
+        self.warmup = warmup
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        done = [row.get("train_batch_count", 0) for row in net.history]
+        self.step_ = int(sum(done))
+        per_epoch = -(-len(X) // net.batch_size)
+        self.total_ = self.step_ + per_epoch * getattr(net, "fit_epochs_", 1)
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            factor = _lr_factor(self.step_, self.total_, self.warmup)
+            for group in net.optimizer_.param_groups:
+                group["lr"] = net.lr * factor
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.step_ += 1
+
+
+class InstanceDataset(Dataset):
+    """Images (``Tensor[3, H, W]``) and their targets (dicts of tensors)."""
+
+    def __init__(self, images, targets):
+        self.images, self.targets = images, targets
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.targets[i]
+
+
+def _collate(pairs):
+    """A batch of images of any sizes: a list of images and one of targets."""
+    return [image for image, _ in pairs], [target for _, target in pairs]
+
+
+class MaskRCNNNet(TrainingNetMixin, NeuralNet):
+    """A skorch net training torchvision's Mask R-CNN.
+
+    In training the module takes images and targets and returns its loss
+    terms; the step sums them (each is also recorded per batch, and per
+    epoch as the mean over the images). Training images are flipped as
+    ``augment`` says. ``architecture`` (the arguments of the network's
+    builder) is kept so that a saved model is rebuilt the same.
+    """
+
+    def __init__(self, *args, seed=0, augment=None, architecture=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed, self.augment, self.architecture = seed, augment, architecture
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        pairs = [
+            _augmented(image, target, self.augment)
+            for image, target in zip(*batch, strict=True)
+        ]
+        losses = self.module_(
+            [image.to(self.device) for image, _ in pairs],
+            [{k: v.to(self.device) for k, v in t.items()} for _, t in pairs],
+        )
+        loss = sum(losses.values())
+        loss.backward()
+        for name, value in losses.items():
+            self.history.record_batch(name, value.item())
+        return {"loss": loss, "y_pred": None}
+
+    def on_epoch_end(self, net, **kwargs):
+        batches = [b for b in self.history[-1]["batches"] if "train_batch_size" in b]
+        sizes = np.array([b["train_batch_size"] for b in batches], dtype=float)
+        names = [k for k in batches[0] if k.startswith("loss_")] if batches else []
+        for name in names:
+            values = np.array([b[name] for b in batches])
+            self.history.record(name, float(values @ sizes / sizes.sum()))
+        super().on_epoch_end(net, **kwargs)
+
+
+def _unique_classes(classes):
+    """The sorted distinct labels of ``classes``."""
+    return np.asarray(sorted(set(np.asarray(classes).tolist())))
+
+
+def _check_known_classes(found, known):
+    """Refuse labels ``found`` in ``y`` that are not among ``known``."""
+    allowed = set(known.tolist())
+    unknown = [label for label in found.tolist() if label not in allowed]
+    if unknown:
+        raise ValueError(
+            f"y holds labels {unknown} that are not among the classes "
+            f"{known.tolist()} of the model it trains on."
+        )
 
 
 def _check_images(X):

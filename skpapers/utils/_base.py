@@ -190,6 +190,11 @@ class SkorchEstimatorMixin(ArraysOnSave):
                 _check_callback_param(name, key, rest, callbacks)
                 continue
             target = getattr(net, prefix)
+            if not (isinstance(target, type) or inspect.isfunction(target)):
+                raise ValueError(
+                    f"{name} cannot be routed: the net's {prefix} is built by "
+                    f"{type(self).__name__} itself; set its parameters instead."
+                )
             allowed = _init_parameters(target)
             if prefix == "optimizer":
                 allowed = None if allowed is None else allowed | {"param_groups"}
@@ -296,8 +301,7 @@ class TrainingNetMixin:
         return step
 
     def _rate(self):
-        groups = getattr(getattr(self, "optimizer_", None), "param_groups", None)
-        return groups[0]["lr"] if groups else self.lr
+        return self.lr  # as set: a schedule's current rate is a share of it
 
     def notify(self, method_name, **cb_kwargs):
         if method_name != "on_epoch_end":

@@ -84,12 +84,13 @@ def net_state(net):
     Its plain parameters (``module__hidden_size``, ``lr``...) are kept as
     fitted, so that the net is rebuilt as it was even if the estimator's
     parameters were changed since; ``device`` is left to the loading machine,
-    and ``callbacks`` to the estimator that rebuilds the net.
+    and ``callbacks`` (and ``callbacks__*``) to the estimator that rebuilds
+    the net.
     """
     params = {
         name: value
         for name, value in net.get_params(deep=False).items()
-        if name not in ("device", "callbacks") and _plain(value)
+        if name != "device" and not name.startswith("callbacks") and _plain(value)
     }
     return {
         "params": params,

@@ -25,7 +25,9 @@ from skorch.callbacks import (
     LRScheduler,
 )
 
-from skpapers import BatchNormMLPClassifier, RMLSequencePredictor
+from skpapers import BatchNormMLPClassifier, MaskRCNNSegmenter, RMLSequencePredictor
+from skpapers.datasets import make_shapes
+from skpapers.segmentation._maskrcnn import WarmupSchedule
 from skpapers.utils._base import is_routed
 
 
@@ -37,6 +39,10 @@ def _table():
 def _words():
     words = ["abc", "ba", "cab", "a", "bcca", "acb", "cc", "bab"] * 3
     return words, [w[::-1] for w in words]
+
+
+def _images():
+    return make_shapes(6, image_size=32, max_instances=2, random_state=0)
 
 
 # A small instance of each (without a stopping rule, so that every epoch
@@ -58,6 +64,17 @@ CASES = {
         dict(embedding_dim=8, hidden_size=16, batch_size=8, max_epochs=4),
         _words,
     ),
+    # with a constant rate: the warm-up and halving schedule spans each fit
+    # (see the checkpoint test for a schedule resumed)
+    "MaskRCNNSegmenter": (
+        MaskRCNNSegmenter,
+        dict(image_size=32, batch_size=3, max_epochs=4, callbacks__lr_schedule=None),
+        _images,
+    ),
+}
+# what resuming keeps besides the weights: Mask R-CNN's schedule
+RESUMED = {
+    "MaskRCNNSegmenter": lambda: {"callbacks__lr_schedule": WarmupSchedule(warmup=3)}
 }
 NAMES = list(CASES)
 
@@ -76,6 +93,10 @@ def _make(name, **params):
 
 def _data(name):
     return CASES[name][2]()
+
+
+def _rate(estimator):
+    return estimator.net_.lr
 
 
 def _weights(estimator):
@@ -147,7 +168,7 @@ def test_a_grid_search_over_a_routed_parameter(name):
         ("iterator_train__nonsense", "not a parameter of the net's iterator_train"),
         ("callbacks__nonsense__patience", "names the callback 'nonsense'"),
         ("callbacks__print_log__nonsense", "not a parameter of the callback"),
-        ("module__dropout", "set dropout instead"),
+        ("module__nonsense", "module"),
         ("optimizer__lr", "set lr instead"),
         ("nonsense", "nonsense is not a parameter"),
     ],
@@ -206,7 +227,7 @@ def test_users_callbacks_and_skorchs_own_run(name):
     history = estimator.history_
     assert history[:, "counted"] == [1, 2, 3, 4]
     assert history[:, "one"] == [1.0] * 4
-    assert history[:, "event_lr"] == [1.0 * 0.5**k * estimator.lr for k in range(4)]
+    assert history[:, "event_lr"] == [0.5**k * _rate(estimator) for k in range(4)]
     # skorch's History: sliced by key
     assert len(history[:, "train_loss"]) == estimator.n_iter_ == 4
 
@@ -285,11 +306,16 @@ def test_partial_fit_trains_one_epoch_at_a_time(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_resuming_from_a_checkpoint_equals_an_uninterrupted_fit(name, tmp_path):
     X, y = _data(name)
-    whole = _make(name, max_epochs=5).fit(X, y)
+    resumed_too = RESUMED.get(name, dict)
+    whole = _make(name, max_epochs=5, **resumed_too()).fit(X, y)
     checkpoint = Checkpoint(monitor=None, dirname=str(tmp_path))
-    stopped = _make(name, max_epochs=5, callbacks=[checkpoint, _StopAt(3)]).fit(X, y)
+    stopped = _make(
+        name, max_epochs=5, callbacks=[checkpoint, _StopAt(3)], **resumed_too()
+    ).fit(X, y)
     assert stopped.n_iter_ == 2  # Ctrl-C in epoch 3 keeps epochs 1 and 2
-    resumed = _make(name, max_epochs=3, callbacks=[LoadInitState(checkpoint)])
+    resumed = _make(
+        name, max_epochs=3, callbacks=[LoadInitState(checkpoint)], **resumed_too()
+    )
     resumed.fit(X, y)
     assert resumed.n_iter_ == 5
     _assert_same_weights(_weights(whole), _weights(resumed))
