@@ -893,10 +893,10 @@ def sample_payoff_batch(
     per target length, kept in ``cache`` per ``(V, tau, reward)``. A table
     row keeps only the counts of non-negligible probability (within
     ``exp(-60)`` of the row's largest, far below the resolution of a float64
-    draw), so that the tables grow about as ``L^1.5`` for targets of up to
-    ``L`` tokens: a few MiB at ``L = 10 000``. Building them takes ``O(L^2)``
-    time once (seconds at ``L = 10 000``). Times and memory against ``L`` are
-    in the benchmarks' README (``bench_rml.py --parts sampler``).
+    draw), so that the tables for targets of every length up to ``L`` grow
+    about as ``L^1.5``, not ``L^3``. Building them takes ``O(L^2)`` time,
+    once. Times and bytes against ``L`` are in the benchmarks' README
+    (``bench_rml.py --parts sampler``).
 
     Parameters
     ----------

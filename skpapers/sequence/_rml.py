@@ -282,8 +282,9 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         Most bytes (256 MiB) the payoff sampler's tables may hold; they are
         built before training, and ``fit`` refuses targets that would need
         more with a ValueError. They grow about as ``L^1.5`` for outputs of
-        up to ``L`` tokens (a few MiB at ``L = 10 000``, see
-        :func:`~skpapers.sequence.sample_payoff_batch`). ``None``: no limit.
+        every length up to ``L`` (see
+        :func:`~skpapers.sequence.sample_payoff_batch`; measured sizes are in
+        the benchmarks' README). ``None``: no limit.
 
     optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="adam"
         Optimiser; a class is called with the parameters, ``lr`` and
