@@ -353,6 +353,15 @@ def test_score_refuses_nan_and_mixed_labels(fitted, shapes, labels, message):
     assert all(vars(model)[key] is value for key, value in state.items())
 
 
+def test_callbacks_skorch_cannot_use_are_refused_before_training(fitted, shapes):
+    X, y = shapes
+    model = joblib.load(_dumped(fitted)).set_params(callbacks=[object()])
+    state = dict(vars(model))
+    with pytest.raises(TypeError, match=r"callbacks\[0\] is <object .* not a skorch"):
+        model.fit(X, y)
+    assert all(vars(model)[key] is value for key, value in state.items())
+
+
 def test_a_thin_image_to_predict_is_refused_and_one_at_the_limit_segmented(
     fitted, shapes
 ):

@@ -249,6 +249,15 @@ def test_bad_input_is_refused_and_the_old_model_kept(fitted, X, y, error, messag
     assert model.predict(["abc"]) == before
 
 
+def test_callbacks_skorch_cannot_use_are_refused_before_training(fitted, reversal):
+    X, y = reversal
+    model = pickle.loads(pickle.dumps(fitted)).set_params(callbacks=[("clip2", 3)])
+    state = dict(vars(model))
+    with pytest.raises(TypeError, match=r"callbacks\[0\] is 3, of type int, not a"):
+        model.fit(X, y)
+    assert all(vars(model)[key] is value for key, value in state.items())
+
+
 def test_unordered_inputs_to_predict_and_score_are_refused(fitted):
     with pytest.raises(TypeError, match="RMLSequencePredictor: X is a set"):
         fitted.predict({"abc", "ab"})
