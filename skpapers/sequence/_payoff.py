@@ -484,51 +484,69 @@ def _log_cumulative(log_weights):
 class _Rows:
     """Rows of log cumulative weights, each over its own window of columns.
 
-    Row ``key`` covers the drawn numbers ``lo .. lo + len - 1``. For draws
-    they are laid out as one table padded with ``+inf`` (never below a
-    threshold), with each row's ``lo``, its last column, and a dense map
-    from key to row.
+    Row of ``key`` covers the drawn numbers ``lo .. lo + last``. The rows are
+    kept only as the layout the draws read: one table padded with ``+inf``
+    (never below a threshold), each row's ``lo`` and ``last`` column, and a
+    map from key to row (dense on the device).
     """
 
     def __init__(self):
-        self.rows = {}
-        self.width = 0
+        self.row_of = {}
+        self.table = np.zeros((0, 0))
+        self.lo = np.zeros(0, dtype=np.int64)
+        self.last = np.zeros(0, dtype=np.int64)
         self._tensors = {}
 
     def __contains__(self, key):
-        return key in self.rows
+        return key in self.row_of
 
-    def add(self, key, lo, cumulative):
-        self.rows[key] = (lo, cumulative)
-        self.width = max(self.width, len(cumulative))
+    def keys(self):
+        return self.row_of.keys()
+
+    def row(self, key):
+        """``(lo, cumulative)`` of the row of ``key``."""
+        row = self.row_of[key]
+        return int(self.lo[row]), self.table[row, : self.last[row] + 1]
+
+    @property
+    def width(self):
+        return self.table.shape[1]
+
+    def add(self, rows):
+        """Append ``rows``, a dict ``key: (lo, cumulative)``, re-laying the table."""
+        if not rows:
+            return
+        n_old, width = len(self.row_of), self.width
+        new_width = max(width, *(len(c) for _, c in rows.values()))
+        table = np.full((n_old + len(rows), new_width), np.inf)
+        table[:n_old, :width] = self.table
+        lo = np.concatenate([self.lo, np.empty(len(rows), dtype=np.int64)])
+        last = np.concatenate([self.last, np.empty(len(rows), dtype=np.int64)])
+        for row, (key, (first, cumulative)) in enumerate(rows.items(), start=n_old):
+            table[row, : len(cumulative)] = cumulative
+            lo[row], last[row] = first, len(cumulative) - 1
+            self.row_of[key] = row
+        self.table, self.lo, self.last = table, lo, last
         self._tensors.clear()
 
     @staticmethod
     def padded_bytes(n_rows, width, largest_key):
-        """Bytes of the draw layout: the table, ``lo`` and ``last``, the map."""
+        """Bytes of the layout: the table, ``lo`` and ``last``, the dense map."""
         return 8 * (n_rows * (width + 2) + largest_key + 1)
 
     @property
     def nbytes(self):
-        if not self.rows:
+        if not self.row_of:
             return 0
-        return self.padded_bytes(len(self.rows), self.width, max(self.rows))
+        return self.padded_bytes(len(self.row_of), self.width, max(self.row_of))
 
     def tensors(self, device):
         if device not in self._tensors:
-            keys = sorted(self.rows)
-            table = np.full((len(keys), self.width), np.inf)
-            lo = np.empty(len(keys), dtype=np.int64)
-            last = np.empty(len(keys), dtype=np.int64)
-            rowmap = np.full(keys[-1] + 1, -1, dtype=np.int64)
-            for row, key in enumerate(keys):
-                lo[row], cumulative = self.rows[key]
-                table[row, : len(cumulative)] = cumulative
-                last[row] = len(cumulative) - 1
-                rowmap[key] = row
+            rowmap = np.full(max(self.row_of) + 1, -1, dtype=np.int64)
+            rowmap[list(self.row_of)] = list(self.row_of.values())
             self._tensors[device] = tuple(
                 torch.as_tensor(array, device=device)
-                for array in (table, lo, last, rowmap)
+                for array in (self.table, self.lo, self.last, rowmap)
             )
         return self._tensors[device]
 
@@ -624,7 +642,7 @@ class _PayoffTables:
         Raises ValueError, before keeping anything, as soon as the tables
         would hold more than ``max_bytes``.
         """
-        lengths = sorted({m for m in lengths if m not in self.first.rows})
+        lengths = sorted({m for m in lengths if m not in self.first})
         if not lengths:
             return
         pending = _Pending(self, lengths[-1])
@@ -641,8 +659,7 @@ class _PayoffTables:
             self.log_F, self._log_gamma = kept
             raise
         for name, rows in pending.rows.items():
-            for key, (lo, cumulative) in rows.items():
-                getattr(self, name).add(key, lo, cumulative)
+            getattr(self, name).add(rows)
 
     def _edit_rows(self, lengths, pending):
         self._grow_log_F(lengths[-1])
@@ -655,7 +672,7 @@ class _PayoffTables:
             needed_k.update(range(m - hi, m - lo + 1))
             if m == 0:  # E = 1: no token to delete or replace, one insertion
                 pending.add("inserted", 0, np.array([0.0, self.log_y]), 0, 1)
-        for k in sorted(needed_k - set(self.substituted.rows)):
+        for k in sorted(k for k in needed_k if k not in self.substituted):
             self._edit_rows_after_deletions(k, pending)
 
     def _edit_rows_after_deletions(self, k, pending):
@@ -713,7 +730,7 @@ class _Pending:
         self.tables, self.longest = tables, longest
         self.rows = {name: {} for name in ("first", "inserted", "substituted")}
         self.shape = {
-            name: (len(rows.rows), rows.width, max(rows.rows, default=0))
+            name: (len(rows.row_of), rows.width, max(rows.row_of, default=0))
             for name in self.rows
             for rows in [getattr(tables, name)]
         }

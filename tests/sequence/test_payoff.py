@@ -638,7 +638,7 @@ def test_batch_ignores_ids_past_the_lengths():
 
 def _row_probabilities(rows, key, upto=None):
     """``{count: probability}`` of one table row, truncated at ``upto``."""
-    lo, cumulative = rows.rows[key]
+    lo, cumulative = rows.row(key)
     if upto is not None:
         cumulative = cumulative[: upto - lo + 1]
     weights = np.diff(np.exp(cumulative - cumulative[-1]), prepend=0.0)
@@ -729,20 +729,32 @@ def test_tables_grow_slower_than_the_square_of_the_length(reward):
     assert sizes[1000] / sizes[250] < 12
 
 
-def test_tables_are_built_once_per_length():
+@pytest.mark.parametrize("reward", REWARDS)
+def test_tables_are_built_once_per_length(reward, monkeypatch):
+    built = []
+    add = _payoff._Pending.add
+    monkeypatch.setattr(
+        _payoff._Pending,
+        "add",
+        lambda self, name, key, *a: built.append(key) or add(self, name, key, *a),
+    )
     cache = {}
     generator = torch.Generator().manual_seed(0)
     targets, lengths = _padded([[3, 4, 5, 6], [7, 8], []])
-    kwargs = dict(tau=1.0, low=3, high=13, generator=generator, cache=cache)
-    sample_payoff_batch(targets, lengths, **kwargs)
+    kwargs = dict(tau=1.0, low=3, high=13, reward=reward, generator=generator)
+    sample_payoff_batch(targets, lengths, cache=cache, **kwargs)
     (tables,) = cache.values()
-    rows = {name: dict(getattr(tables, name).rows) for name in ("first", "inserted")}
-    sample_payoff_batch(targets[:2], lengths[:2], **kwargs)
-    for name, before in rows.items():
-        after = getattr(tables, name).rows
-        assert after.keys() == before.keys()
-        assert all(after[key] is before[key] for key in before)
-    sample_payoff_batch(targets, lengths, **{**kwargs, "tau": 2.0})
+    assert set(tables.first.keys()) == {0, 2, 4} and built
+    first_rows = {m: tables.first.row(m)[1].copy() for m in (0, 2, 4)}
+    built.clear()
+    for _ in range(3):
+        sample_payoff_batch(targets[:2], lengths[:2], cache=cache, **kwargs)
+    assert built == [], "no row is built twice"
+    sample_payoff_batch(targets[:, :3], torch.tensor([3, 1, 0]), cache=cache, **kwargs)
+    assert 3 in built and 2 not in built and 0 not in built
+    for m, row in first_rows.items():  # re-laid, not changed
+        assert_array_equal(tables.first.row(m)[1], row)
+    sample_payoff_batch(targets, lengths, cache=cache, **{**kwargs, "tau": 2.0})
     assert len(cache) == 2, "one set of tables per (V, tau, reward)"
 
 
@@ -774,7 +786,7 @@ def test_tables_past_the_limit_are_refused_and_nothing_kept(reward):
             max_payoff_bytes=20_000,
         )
     (tables,) = cache.values()
-    assert tables.first.rows == {} and tables.nbytes == 0
+    assert not tables.first.keys() and tables.nbytes == 0
 
 
 def test_estimator_trains_on_a_thousand_tokens_and_releases_its_tables():
@@ -791,7 +803,7 @@ def test_estimator_trains_on_a_thousand_tokens_and_releases_its_tables():
         random_state=0,
     ).fit(X, y)
     (tables,) = model.net_.payoff_cache_.values()
-    assert set(tables.first.rows) == {3, 4, 5, 1000}
+    assert set(tables.first.keys()) == {3, 4, 5, 1000}
     assert 0 < tables.nbytes < 16 * 2**20
     gone = weakref.ref(tables)
     del model, tables
