@@ -821,6 +821,7 @@ def reserve_payoff_tables(
     Nothing to do for ``tau == 0``.
     """
     tau, reward = _check_tau(tau), _check_reward(reward)
+    vocab_size = _check_vocab_size(vocab_size)
     max_payoff_bytes = _check_max_bytes(max_payoff_bytes)
     if tau > 0:
         tables = _tables(cache, vocab_size, tau, reward, max_payoff_bytes)
