@@ -822,3 +822,14 @@ def test_estimator_refuses_targets_past_the_limit_before_training(monkeypatch):
     ):
         model.fit(X, y)
     assert not trained and not hasattr(model, "net_")
+
+
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was():
+    X, short, long = ["ab", "ba"], ["xy", "yx"], ["xyz" * 100, "zy"]
+    model = RMLSequencePredictor(tau=0.9, max_epochs=1, hidden_size=4).fit(X, short)
+    net, predictions = model.net_, model.predict(X)
+    model.set_params(max_payoff_bytes=20_000)
+    with pytest.raises(ValueError, match="max_payoff_bytes=20000"):
+        model.fit(X, long)
+    assert model.net_ is net and model.predict(X) == predictions
+    assert model.max_payoff_bytes == 20_000
