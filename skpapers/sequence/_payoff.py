@@ -949,7 +949,9 @@ def sample_payoff_batch(
     max_payoff_bytes : int or None, default=268435456
         Most bytes (256 MiB) the tables of one ``(V, tau, reward)`` may hold;
         a batch whose targets would need more raises ValueError before any
-        table is kept. ``None``: no limit.
+        table is kept. While new rows are laid out they are held twice, so
+        building may briefly take up to twice their bytes. ``None``: no
+        limit.
 
     Returns
     -------
