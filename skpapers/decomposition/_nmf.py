@@ -1,5 +1,6 @@
 """The NMF estimator: validation, dispatch and fitted state."""
 
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -14,7 +15,7 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from skpapers.decomposition._nmf_solvers import (
     BETA_LOSSES,
@@ -24,17 +25,10 @@ from skpapers.decomposition._nmf_solvers import (
     beta_loss_to_float,
     fit_factors,
     initialize_factors,
+    solve_frobenius_W,
 )
 from skpapers.utils import restore_on_error
-from skpapers.utils._errors import names_estimator
-
-# transform() solves the convex problem for W with H fixed much more tightly
-# than fit's tol; fit_transform returns the same solution.
-_TRANSFORM_TOL = 1e-7
-_TRANSFORM_MAX_ITER = 1000
-# Accelerated steps per iteration of that solve: the subproblem is one convex
-# problem, and many cheap inner steps reach it sooner than many outer ones.
-_TRANSFORM_N_INNER = 50
+from skpapers.utils._errors import external_stacklevel, names_estimator
 
 
 class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -48,14 +42,17 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X ~= W @ H,   W >= 0, H >= 0
 
     ``H`` is kept as :attr:`components_`; :meth:`transform` returns ``W``.
-    Missing entries of a dense ``X`` are given as NaN: they are left out of
-    the loss, the updates and the score, and :meth:`inverse_transform` fills
-    them in.
+    Missing entries of a dense ``X`` are given as NaN; in a sparse ``X`` with
+    ``missing="unstored"``, the entries it does not store. They are left out
+    of the loss, the updates and the score, and :meth:`inverse_transform` and
+    :meth:`predict_entries` fill them in.
 
     Parameters
     ----------
-    n_components : int, default=None
-        Rank of the factorisation. ``None`` keeps all features.
+    n_components : int, "auto" or None, default="auto"
+        Rank of the factorisation. ``None`` keeps all features; ``"auto"``
+        takes it from ``W`` and ``H`` with ``init="custom"``, else keeps all
+        features (scikit-learn's meanings).
 
     solver : {"mu", "additive"}, default="mu"
         ``"mu"``: the paper's multiplicative rules, e.g. for the Frobenius loss
@@ -85,6 +82,23 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         steps of length ``1 / L`` per block, restarting the momentum whenever
         a step would go up; otherwise it extrapolates along the multiplicative
         step and keeps the extrapolation only where it lowers the loss.
+
+    inner_iter : int or "auto", default="auto"
+        Updates of one factor, the other fixed, before the other's turn. ``1``
+        is the paper's plain alternation, with which ``solver="mu"`` agrees
+        with scikit-learn's iterate for iterate. With ``"auto"``, the
+        Frobenius multiplicative updates repeat a factor's update while it
+        still moves and costs little next to the products with ``X`` (Gillis
+        & Glineur's accelerated rule; the loss still never rises); the
+        other losses make one; the additive solver's ``"auto"`` steps make 5.
+
+    missing : {"nan", "unstored"}, default="nan"
+        What a missing entry is. ``"nan"``: NaN in a dense ``X``; every entry
+        of a sparse ``X`` is observed, unstored ones being zero.
+        ``"unstored"``: in a sparse ``X``, the unstored entries are unknown
+        (ratings nobody gave), so only the stored ones are fitted, in memory
+        ``O(nnz + (n_samples + n_features) * n_components)``; a dense ``X``
+        still marks them with NaN.
 
     max_iter : int, default=200
         Most iterations; one iteration updates ``W`` and then ``H``.
@@ -179,7 +193,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "n_components": [
+            Interval(Integral, 1, None, closed="left"),
+            None,
+            StrOptions({"auto"}),
+        ],
         "solver": [StrOptions({"mu", "additive"})],
         "beta_loss": [StrOptions(set(BETA_LOSSES)), Options(Real, {0, 1, 2})],
         "init": [
@@ -190,6 +208,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             StrOptions({"auto", "multiplicative"}),
             Interval(Real, 0, None, closed="neither"),
         ],
+        "inner_iter": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "missing": [StrOptions({"nan", "unstored"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "alpha_W": [Interval(Real, 0, None, closed="left")],
@@ -201,12 +224,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components=None,
+        n_components="auto",
         *,
         solver="mu",
         beta_loss="frobenius",
         init=None,
         learning_rate="auto",
+        inner_iter="auto",
+        missing="nan",
         max_iter=200,
         tol=1e-4,
         alpha_W=0.0,
@@ -220,6 +245,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.beta_loss = beta_loss
         self.init = init
         self.learning_rate = learning_rate
+        self.inner_iter = inner_iter
+        self.missing = missing
         self.max_iter = max_iter
         self.tol = tol
         self.alpha_W = alpha_W
@@ -280,10 +307,18 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         with restore_on_error(self):
             X = self._validate_X(X, reset=True)
-            problem = _problem_or_error(X, self, "fit")
+            problem = self._problem(X, "fit")
             beta = self._check_beta(problem)
-            W, H = self._initial_factors(X, W, H)
-            regularization = self._regularization(X.shape)
+            # On huge data, the fit runs on X / scale, W / scale_W and
+            # H / scale_H (powers of two, scale = scale_W * scale_H): the same
+            # fit, exactly, with every product in range.
+            scale = problem.scale
+            scale_W = float(np.ldexp(1.0, int(np.frexp(scale)[1] - 1) // 2))
+            scale_H = scale / scale_W
+            W, H = self._initial_factors(X, W, H, problem, scale_W, scale_H)
+            regularization = _scaled(
+                self._regularization(X.shape), scale, scale_W, scale_H, beta
+            )
             result = fit_factors(
                 problem,
                 W,
@@ -292,26 +327,33 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 regularization=regularization,
                 solver=self.solver,
                 learning_rate=self.learning_rate,
+                n_inner=self.inner_iter,
                 max_iter=self.max_iter,
                 tol=self.tol,
+                loss_every=_loss_every(problem, beta),
                 verbose=self.verbose,
             )
+            with np.errstate(over="ignore"):  # a loss beyond the range is inf
+                components = result.H * scale_H
+            # the W that transform(X) gives, so that the two agree exactly
+            W, H, scale_H = self._transform(problem, components)
+            divergence = beta_divergence(problem, W / (scale / scale_H), H, beta)
             if result.n_iter == self.max_iter and self.tol > 0:
                 warnings.warn(
                     f"NMF: the maximum number of iterations ({self.max_iter}) was "
                     "reached before convergence; increase max_iter or tol.",
                     ConvergenceWarning,
-                    stacklevel=2,
+                    stacklevel=external_stacklevel(),
                 )
 
-        self.components_ = result.H
+        self.components_ = components
+        with np.errstate(over="ignore"):
+            self.loss_curve_ = result.loss_curve * np.power(scale, beta)
+            error = np.power(scale, beta / 2) * np.sqrt(2 * divergence)
+        self.loss_iterations_ = result.loss_iterations
         self.n_components_ = result.H.shape[0]
         self.n_iter_ = result.n_iter
-        self.loss_curve_ = result.loss_curve
-        # the W that transform(X) gives, so that the two always agree
-        W = self._transform(problem)
-        divergence = beta_divergence(problem, W, result.H, beta)
-        self.reconstruction_err_ = float(np.sqrt(2 * divergence))
+        self.reconstruction_err_ = float(error)
         return W
 
     @names_estimator
@@ -330,21 +372,36 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        problem = _problem_or_error(X, self, "transform")
-        return self._transform(problem)
+        problem = self._problem(X, "transform")
+        return self._transform(problem, self.components_)[0]
 
-    def _transform(self, problem):
+    def _transform(self, problem, components):
+        """``W`` for ``problem`` with ``H = components``, that ``H`` in the
+        problem's scale and the power of two it was divided by."""
         beta = self._check_beta(problem)
-        H = self.components_.astype(problem.dtype, copy=False)
+        scale, scale_H = problem.scale, _scale_of(components)
+        if scale != 1 or scale_H != 1:  # W / scale_W of the size of X / scale
+            top = float(components.max(initial=0.0))
+            scale_H = _power_of_two_below(top) if top > 0 else 1.0
+        scale_W = scale / scale_H
+        H = (components / scale_H).astype(problem.dtype, copy=False)
+        regularization = _scaled(
+            self._regularization(problem.shape), scale, scale_W, scale_H, beta
+        )
         mean = problem.X.sum() / problem.n_observed
         start = np.full(
-            (problem.shape[0], self.n_components_),
-            np.sqrt(mean / self.n_components_),
+            (problem.shape[0], len(components)),
+            np.sqrt(mean / len(components)),
             dtype=problem.dtype,
         )
-        return self._solve_W(
-            problem, H, start, beta, self._regularization(problem.shape)
-        )
+        if problem.complete and beta != 2:  # the Frobenius solution: far closer
+            exact = solve_frobenius_W(problem, H)
+            # multiplicative updates cannot leave zero: keep a little of start
+            start = np.maximum(exact, 0.01 * start, out=exact)
+        W = self._solve_W(problem, H, start, beta, regularization)
+        with np.errstate(over="ignore"):
+            W *= scale_W
+        return W, H, scale_H
 
     @names_estimator
     def inverse_transform(self, X):
@@ -362,14 +419,81 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X_original : ndarray of shape (n_samples, n_features_in_)
             The reconstruction.
         """
-        check_is_fitted(self)
-        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
-        if X.shape[1] != self.n_components_:
+        X = self._check_W(X, "inverse_transform")
+        shape = (X.shape[0], self.components_.shape[1])
+        needed = np.prod(shape, dtype=np.float64) * X.dtype.itemsize
+        available = _available_memory()
+        if available is not None and needed > available:
             raise ValueError(
-                f"NMF.inverse_transform: X has {X.shape[1]} columns but the model "
-                f"has {self.n_components_} components."
+                f"NMF.inverse_transform: the dense reconstruction of shape {shape} "
+                f"needs {needed / 2**30:.1f} GiB and {available / 2**30:.1f} GiB "
+                "are free; ask for the entries you need with predict_entries."
             )
         return np.asarray(X @ self.components_.astype(X.dtype, copy=False))
+
+    @names_estimator
+    def predict_entries(self, W, rows, columns):
+        """Predict the entries ``(rows[i], columns[i])`` of ``W @ components_``.
+
+        Fills in any entries, missing ones included, without the dense
+        reconstruction that :meth:`inverse_transform` makes: for a ratings
+        matrix, the ratings of the (user, item) pairs asked for.
+
+        Parameters
+        ----------
+        W : array-like of shape (n_samples, n_components_)
+            Rows in the space of the components, such as ``transform``'s
+            output.
+
+        rows : array-like of int, shape (n_entries,)
+            Row of each entry, an index into ``W``.
+
+        columns : array-like of int, shape (n_entries,)
+            Column of each entry, an index into the features.
+
+        Returns
+        -------
+        values : ndarray of shape (n_entries,)
+            ``(W @ components_)[rows, columns]``, in ``W``'s dtype.
+        """
+        W = self._check_W(W, "predict_entries")
+        if sp.issparse(W):
+            W = W.toarray()
+        rows, columns = (
+            column_or_1d(check_array(a, ensure_2d=False, dtype=None), warn=False)
+            for a in (rows, columns)
+        )
+        for name, index, size in (
+            ("rows", rows, W.shape[0]),
+            ("columns", columns, self.components_.shape[1]),
+        ):
+            if index.size and not np.issubdtype(index.dtype, np.integer):
+                raise TypeError(
+                    f"NMF.predict_entries: {name} must hold integer indices, got "
+                    f"dtype {index.dtype}."
+                )
+            if index.size and (index.min() < -size or index.max() >= size):
+                raise ValueError(
+                    f"NMF.predict_entries: {name} holds indices outside "
+                    f"[{-size}, {size}); there are {size} of them."
+                )
+        if rows.shape != columns.shape:
+            raise ValueError(
+                f"NMF.predict_entries: rows and columns must be as long, got "
+                f"{rows.size} and {columns.size}."
+            )
+        H = self.components_.astype(W.dtype, copy=False)
+        return _product_at_pairs(W, H, rows, columns)
+
+    def _check_W(self, W, method):
+        check_is_fitted(self)
+        W = check_array(W, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
+        if W.shape[1] != self.n_components_:
+            raise ValueError(
+                f"NMF.{method}: X has {W.shape[1]} columns but the model "
+                f"has {self.n_components_} components."
+            )
+        return W
 
     @names_estimator
     def score(self, X, y=None):
@@ -394,13 +518,25 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        problem = _problem_or_error(X, self, "score")
-        W = self._transform(problem)
-        H = self.components_.astype(problem.dtype, copy=False)
-        divergence = beta_divergence(problem, W, H, self._check_beta(problem))
-        return -divergence / problem.n_observed
+        problem = self._problem(X, "score")
+        W, H, scale_H = self._transform(problem, self.components_)
+        beta = self._check_beta(problem)
+        scale_W = problem.scale / scale_H
+        divergence = beta_divergence(problem, W / scale_W, H, beta)
+        with np.errstate(over="ignore"):
+            return -np.power(problem.scale, beta) * divergence / problem.n_observed
 
     # -- helpers -----------------------------------------------------------
+
+    def _problem(self, X, method):
+        """The checked ``Problem`` of ``X``, scaled into a safe range."""
+        _check_missing(X, self, method)
+        scale = _scale_of(X)
+        if scale != 1:
+            X = X / scale  # a copy: the caller's X stays as given
+        problem = Problem(X, unstored_missing=self.missing == "unstored")
+        problem.scale = scale
+        return problem
 
     def _validate_X(self, X, *, reset):
         return validate_data(
@@ -422,36 +558,53 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         return beta
 
-    def _n_components(self, n_features):
-        return n_features if self.n_components is None else self.n_components
+    def _n_components(self, n_features, H=None):
+        if self.n_components is None:
+            return n_features
+        if self.n_components == "auto":
+            return n_features if H is None else np.shape(H)[0]
+        return self.n_components
 
-    def _initial_factors(self, X, W, H):
+    def _initial_factors(self, X, W, H, problem, scale_W, scale_H):
+        """Initial ``W / scale_W`` and ``H / scale_H`` for ``X / problem.scale``."""
         n_samples, n_features = X.shape
-        k = self._n_components(n_features)
         if self.init == "custom":
             if W is None or H is None:
                 raise ValueError("NMF: init='custom' needs both W and H passed to fit.")
-            return (
-                _check_factor(W, (n_samples, k), "W", X.dtype),
-                _check_factor(H, (k, n_features), "H", X.dtype),
-            )
-        if W is not None or H is not None:
-            raise ValueError(
+            k = self._n_components(n_features, H)
+            W = _check_factor(W, (n_samples, k), "W", X.dtype)
+            H = _check_factor(H, (k, n_features), "H", X.dtype)
+            W /= scale_W
+            H /= scale_H
+            return W, H
+        if W is not None or H is not None:  # as scikit-learn does
+            warnings.warn(
                 f"NMF: W and H are used only with init='custom', not init="
-                f"{self.init!r}; set init='custom' to start from them."
+                f"{self.init!r}; they are ignored. Set init='custom' to start "
+                "from them.",
+                RuntimeWarning,
+                stacklevel=external_stacklevel(),
             )
+        k = self._n_components(n_features)
         init = self.init
         if init is None:
-            init = "nndsvda" if k <= min(n_samples, n_features) else "random"
+            small = k <= min(n_samples, n_features)
+            init = "nndsvda" if small and not problem.unstored else "random"
         if init != "random" and k > min(n_samples, n_features):
             raise ValueError(
                 f"NMF: init={init!r} needs n_components <= min(n_samples, "
                 f"n_features) = {min(n_samples, n_features)}, got {k}; use "
                 "init='random' or fewer components."
             )
-        if not sp.issparse(X) and np.isnan(X).any():
+        if problem.scale != 1:
+            X = X / problem.scale
+        mean = None
+        if problem.unstored:  # the unstored entries are unknown, not zeros
+            mean = float(X.data.mean()) if X.nnz else 0.0
+        elif not sp.issparse(X) and np.isnan(X).any():
             X = _fill_with_column_means(X)
-        return initialize_factors(X, k, init, check_random_state(self.random_state))
+        random_state = check_random_state(self.random_state)
+        return initialize_factors(X, k, init, random_state, mean=mean)
 
     def _regularization(self, shape):
         n_samples, n_features = shape
@@ -464,27 +617,29 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         )
 
     def _solve_W(self, problem, H, W, beta, regularization):
-        """Solve for ``W`` with ``H`` fixed, from ``W``, to a tight tolerance.
+        """Solve for ``W`` with ``H`` fixed, from ``W``.
 
-        The subproblem is convex, so any monotone solver reaches the same
-        answer; the Frobenius one with a constant Gram matrix is solved by
-        accelerated projected gradient, which converges far faster than the
-        multiplicative rule to the entries that should be zero.
+        The Frobenius subproblem of complete data is a batch of small
+        non-negative least-squares problems, solved exactly (so the start does
+        not matter); the others by multiplicative updates from ``W``, with
+        the fit's ``tol`` and ``max_iter``, as scikit-learn's ``transform``.
         """
-        plain_frobenius = beta == 2 and problem.mask is None
+        if beta == 2 and problem.complete:
+            return solve_frobenius_W(
+                problem, H, regularization.l1_W, regularization.l2_W
+            )
         return fit_factors(
             problem,
             W,
             H,
             beta=beta,
             regularization=regularization,
-            solver="additive" if plain_frobenius else "mu",
-            learning_rate="auto",
-            max_iter=_TRANSFORM_MAX_ITER,
+            solver="mu",
+            max_iter=self.max_iter,
             # float32 rounding alone moves the error by about its eps
-            tol=max(_TRANSFORM_TOL, 10 * np.finfo(problem.dtype).eps),
+            tol=max(self.tol, 10 * np.finfo(problem.dtype).eps) if self.tol else 0,
             update_H=False,
-            n_inner=_TRANSFORM_N_INNER,
+            loss_every=_loss_every(problem, beta),
         ).W
 
     @property
@@ -500,8 +655,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _problem_or_error(X, estimator, method):
-    """Check the non-negativity and coverage of ``X``; return its ``Problem``."""
+def _check_missing(X, estimator, method):
+    """Check the non-negativity and coverage of ``X``."""
     where = f"{type(estimator).__name__}.{method}"
     if sp.issparse(X):
         if np.isnan(X.data).any():
@@ -513,30 +668,90 @@ def _problem_or_error(X, estimator, method):
             raise ValueError(
                 f"Negative values in data passed to {where}: X must be non-negative."
             )
-        return Problem(X)
+        if estimator.missing == "unstored":
+            _check_coverage(np.diff(X.tocsr().indptr), np.diff(X.tocsc().indptr), where)
+        return
     if np.nanmin(X, initial=np.inf) < 0:
         raise ValueError(
             f"Negative values in data passed to {where}: X must be non-negative "
             "(NaN marks a missing entry)."
         )
     observed = ~np.isnan(X)
-    for axis, what in ((1, "row"), (0, "column")):
-        empty = np.flatnonzero(~observed.any(axis=axis))
+    _check_coverage(observed.sum(axis=1), observed.sum(axis=0), where)
+
+
+def _loss_every(problem, beta):
+    """How often the solvers evaluate the loss: every iteration where it is
+    free (the Frobenius loss of complete data), else every 10, as the stopping
+    rule needs."""
+    return 1 if beta == 2 and problem.complete else 10
+
+
+def _check_coverage(per_row, per_column, where):
+    """Refuse a row or column with no observed entry: it has no fit."""
+    for counts, what in ((per_row, "row"), (per_column, "column")):
+        empty = np.flatnonzero(counts == 0)
         if empty.size:
             raise ValueError(
                 f"{where}: X has {empty.size} {what}(s) with no observed entry "
-                f"(all NaN), first at index {empty[0]}; every {what} needs at "
-                "least one observed value."
+                f"(all missing), first at index {empty[0]}; every {what} needs "
+                "at least one observed value."
             )
-    return Problem(X)
+
+
+def _scale_of(X):
+    """A power of two to divide ``X`` by, so that its products stay finite.
+
+    1 for data of moderate size, so that the iterates stay exactly those of
+    the unscaled rules; else about ``max(X)``. Dividing by a power of two is
+    exact, and each loss and penalty scales by a known power of it.
+    """
+    values = X.data if sp.issparse(X) else X
+    top = float(np.nanmax(values, initial=0.0)) if values.size else 0.0
+    if top <= 2.0 ** (np.finfo(X.dtype).maxexp // 4):
+        return 1.0
+    return _power_of_two_below(top)
+
+
+def _power_of_two_below(value):
+    """The largest power of two at most ``value > 0``, exactly."""
+    return float(np.ldexp(1.0, int(np.frexp(value)[1]) - 1))
+
+
+def _scaled(regularization, scale, scale_W, scale_H, beta):
+    """The penalties that make the same minimisers on ``X / scale`` with
+    ``W / scale_W`` and ``H / scale_H``, where the objective is the original
+    one over ``scale**beta``."""
+    if scale == scale_W == scale_H == 1:
+        return regularization
+
+    def times(value, power):  # scale_**power / scale**beta, in log2: no overflow
+        if not value:
+            return 0.0
+        exponent = power - beta * np.log2(scale)
+        with np.errstate(over="ignore"):
+            return float(min(value * np.exp2(exponent), np.finfo(np.float64).max))
+
+    log_W, log_H = np.log2(scale_W), np.log2(scale_H)
+    return Regularization(
+        l1_W=times(regularization.l1_W, log_W),
+        l1_H=times(regularization.l1_H, log_H),
+        l2_W=times(regularization.l2_W, 2 * log_W),
+        l2_H=times(regularization.l2_H, 2 * log_H),
+    )
 
 
 def _check_factor(A, shape, name, dtype):
-    """A copy of a user-given initial factor, checked and in ``dtype``."""
-    A = check_array(A, dtype=[np.float64, np.float32], input_name=name)
+    """A copy of a user-given initial factor, checked; of ``X``'s dtype."""
+    A = check_array(A, dtype=None, input_name=name)
     if A.shape != shape:
         raise ValueError(
             f"NMF: the initial {name} has shape {A.shape}, expected {shape}."
+        )
+    if A.dtype != dtype:  # scikit-learn's error for the same misuse
+        raise TypeError(
+            f"NMF: the initial {name} has dtype {A.dtype}, but X has {dtype}; "
+            f"pass {name} of the same dtype as X."
         )
     if A.min() < 0:
         raise ValueError(f"NMF: the initial {name} has negative values.")
@@ -545,7 +760,24 @@ def _check_factor(A, shape, name, dtype):
             f"NMF: the initial {name} is all zeros; multiplicative updates "
             "cannot leave zero."
         )
-    return A.astype(dtype, copy=True)
+    return A.copy()
+
+
+def _product_at_pairs(W, H, rows, columns, chunk=65536):
+    """``(W @ H)[rows, columns]``, a chunk of entries at a time."""
+    out = np.empty(rows.shape, dtype=W.dtype)
+    for start in range(0, rows.size, chunk):
+        part = slice(start, start + chunk)
+        np.einsum("ij,ji->i", W[rows[part]], H[:, columns[part]], out=out[part])
+    return out
+
+
+def _available_memory():
+    """Bytes of free memory, where the system says (Linux); else None."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _fill_with_column_means(X):

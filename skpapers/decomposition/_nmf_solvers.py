@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import joblib
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import xlogy
 from sklearn.utils.extmath import randomized_svd
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -72,17 +73,28 @@ class Problem:
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
         Non-negative data. In a dense ``X``, NaN marks a missing entry.
+    unstored_missing : bool, default=False
+        For a sparse ``X``: its unstored entries are missing (unknown), not
+        zero, and only the stored ones enter the loss and the updates.
+
+    Attributes
+    ----------
+    complete : bool
+        Whether every entry is observed: the Frobenius loss then has products
+        with ``X`` that stay fixed while one factor is updated.
     """
 
-    def __init__(self, X):
+    def __init__(self, X, unstored_missing=False):
         self.row_blocks = self.column_blocks = None
+        self.unstored = bool(unstored_missing and sp.issparse(X))
+        self._rows = None
         if sp.issparse(X):
             self.X = sp.csr_matrix(X)
             if not self.X.has_canonical_format:  # on a copy: X stays as given
                 self.X = self.X.copy()
                 self.X.sum_duplicates()
             self.mask = None
-            self.n_observed = X.shape[0] * X.shape[1]
+            self.n_observed = self.X.nnz if self.unstored else X.shape[0] * X.shape[1]
             # Not np.dot: BLAS would leave threads spinning on the cores that
             # the threaded sparse products are about to need.
             data = self.X.data
@@ -102,9 +114,31 @@ class Problem:
         self.dtype = X.dtype
         self._T = None
 
+    @property
+    def complete(self):
+        return self.mask is None and not self.unstored
+
+    @property
+    def rows(self):
+        """The row of each stored entry of a sparse ``X``, made once."""
+        if self._rows is None:
+            index = np.int32 if self.shape[0] < 2**31 else np.int64
+            counts = np.diff(self.X.indptr)
+            self._rows = np.repeat(np.arange(self.shape[0], dtype=index), counts)
+        return self._rows
+
+    def stored_dot(self, values, B):
+        """``S @ B`` for the sparse ``S`` with ``X``'s stored entries set to
+        ``values`` (in ``X.data``'s order)."""
+        X = self.X
+        S = sp.csr_matrix((values, X.indices, X.indptr), shape=X.shape, copy=False)
+        return np.asarray(S @ B)
+
     def has_observed_zero(self):
         """Whether some observed entry of ``X`` is zero."""
         if sp.issparse(self.X):
+            if self.unstored:
+                return not self.X.data.all()
             return self.X.nnz < np.prod(self.shape) or not self.X.data.all()
         zero = self.X == 0
         if self.mask is not None:
@@ -118,6 +152,7 @@ class Problem:
             T = Problem.__new__(Problem)
             T.X = self.X.T.tocsr() if sp.issparse(self.X) else self.X.T
             T.mask = None if self.mask is None else self.mask.T
+            T.unstored, T._rows = self.unstored, None
             T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
             T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
             T.row_blocks = T.column_blocks = None
@@ -210,9 +245,10 @@ os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 # --------------------------------------------------------------------------
 
 
-def _product_at_nonzeros(A, B, X, chunk=65536):
+def _product_at_nonzeros(A, B, X, chunk=65536, rows=None):
     """``(A @ B)`` at the stored entries of the CSR matrix ``X``, in its order."""
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    if rows is None:
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     out = np.empty(X.nnz, dtype=np.result_type(A, B))
     Bt = B.T
     for start in range(0, X.nnz, chunk):
@@ -233,6 +269,8 @@ def beta_divergence(problem, W, H, beta):
     Kullback-Leibler divergence and ``0`` the Itakura-Saito divergence.
     """
     X, mask = problem.X, problem.mask
+    if problem.unstored:
+        return _stored_divergence(problem, W, H, beta)
     if sp.issparse(X):
         if beta == 2:
             cross = np.vdot(W, problem.dot(H.T))
@@ -260,24 +298,53 @@ def beta_divergence(problem, W, H, beta):
     )
 
 
+def _stored_divergence(problem, W, H, beta):
+    """:func:`beta_divergence` over the stored entries of a sparse ``X`` only."""
+    x = problem.X.data
+    wh = _product_at_nonzeros(W, H, problem.X, rows=problem.rows)
+    if beta == 2:
+        residual = np.subtract(x, wh, out=wh)
+        return 0.5 * float(np.dot(residual, residual))
+    np.maximum(wh, EPSILON, out=wh)
+    ratio = x / wh
+    if beta == 1:
+        terms = xlogy(x, ratio, out=ratio)
+        terms -= x
+        terms += wh
+    else:
+        terms = np.log(ratio, out=wh)
+        np.subtract(ratio, terms, out=terms)
+        terms -= 1
+    return float(np.sum(terms, dtype=np.float64))
+
+
 def _dense_divergence(X, WH, mask, beta):
-    """:func:`beta_divergence` of dense rows ``X``, given ``W @ H`` there."""
+    """:func:`beta_divergence` of dense rows ``X``, given ``W @ H`` there.
+
+    Summed entry by entry in the non-negative form of each divergence, in
+    float64, so that a good fit loses nothing to cancellation; ``WH`` is
+    overwritten.
+    """
     if beta == 2:
         residual = np.subtract(X, WH, out=WH)
         if mask is not None:
             residual *= mask
         return 0.5 * float(np.vdot(residual, residual))
     WH = np.maximum(WH, EPSILON, out=WH)
-    if beta == 1:
-        positive = X > 0
-        x = X[positive]
-        kl = np.dot(x, np.log(x / WH[positive])) - x.sum()
-        total_wh = WH.sum() if mask is None else np.vdot(mask, WH)
-        return float(kl + total_wh)
-    ratio = X / WH
+    ratio = np.divide(X, WH)
+    if beta == 1:  # x log(x / wh) - x + wh; 0 log 0 = 0
+        terms = xlogy(X, ratio, out=ratio)
+        terms -= X
+        terms += WH
+    else:  # x / wh - log(x / wh) - 1
+        if mask is not None:
+            ratio[mask == 0] = 1  # a missing entry: no divergence
+        terms = np.log(ratio, out=WH)
+        np.subtract(ratio, terms, out=terms)
+        terms -= 1
     if mask is not None:
-        ratio = ratio[mask.astype(bool)]
-    return float(np.sum(ratio - np.log(ratio)) - ratio.size)
+        terms *= mask
+    return float(np.sum(terms, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------
@@ -303,7 +370,16 @@ class _Terms:
 def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
     """Numerator and denominator of the multiplicative update of ``A``."""
     X, mask = problem.X, problem.mask
-    if beta == 2 and mask is None:
+    if problem.unstored:  # only the stored entries: (X - AB) there, times B^T
+        AB = _product_at_nonzeros(A, B, X, rows=problem.rows)
+        Bt = np.ascontiguousarray(B.T)
+        if beta == 2:
+            num, den = problem.dot(Bt), problem.stored_dot(AB, Bt)
+        else:
+            np.maximum(AB, EPSILON, out=AB)
+            num = problem.stored_dot(X.data * AB ** (beta - 2), Bt)
+            den = problem.stored_dot(AB ** (beta - 1), Bt)
+    elif beta == 2 and mask is None:
         if XBt is None:
             XBt = problem.dot(B.T)
         if BBt is None:
@@ -376,6 +452,60 @@ def multiplicative_step(terms, A, beta):
     if gamma != 1:
         ratio **= gamma
     A *= ratio
+    return A
+
+
+# Gillis & Glineur (2012): while one factor is updated, the products with X
+# stay fixed, so further multiplicative steps of it cost only O(n k^2). At
+# most 1 + _INNER_RATIO * (cost of the products / cost of a step) of them,
+# stopping once a step moves the factor less than _INNER_DELTA times the first.
+_INNER_RATIO = 0.5
+_INNER_DELTA = 0.1
+# Inner accelerated projected-gradient steps of the additive solver.
+_ADDITIVE_N_INNER = 5
+
+
+def _resolve_inner(n_inner, problem, k, beta, solver):
+    """Inner steps per block for ``n_inner="auto"``; an int is kept."""
+    if n_inner != "auto":
+        return int(n_inner)
+    if solver != "mu":
+        return _ADDITIVE_N_INNER
+    if beta != 2 or not problem.complete:
+        return 1  # every step needs a new product with X: nothing to save
+    n_rows, n_cols = problem.shape
+    nnz = problem.X.nnz if sp.issparse(problem.X) else n_rows * n_cols
+    # the products cost nnz k (X B^T) + n_cols k^2 (B B^T); a step n_rows k^2
+    ratio = nnz / (n_rows * k) + n_cols / n_rows
+    return 1 + int(_INNER_RATIO * ratio)
+
+
+def frobenius_mu_steps(A, XBt, BBt, l1, l2, n_steps, delta=_INNER_DELTA):
+    """Up to ``n_steps`` Frobenius multiplicative updates of ``A``, in place.
+
+    ``X B^T`` and ``B B^T`` are fixed while ``B`` is: each step costs
+    ``O(n k^2)``. After the first, stop when a step changes ``A`` by less
+    than ``delta`` times the first step did. ``n_steps=1`` is the paper's rule.
+    """
+    previous = A.copy() if n_steps > 1 else None
+    first_change = None
+    for _ in range(n_steps):
+        den = A @ BBt
+        if l1:
+            den += l1
+        if l2:
+            den += l2 * A
+        den[den == 0] = EPSILON
+        A *= np.divide(XBt, den, out=den)
+        if previous is None:
+            break
+        np.subtract(previous, A, out=previous)
+        change = float(np.vdot(previous, previous))
+        if first_change is None:
+            first_change = change
+        elif change <= delta**2 * first_change:
+            break
+        previous[...] = A
     return A
 
 
@@ -459,6 +589,98 @@ def accelerated_frobenius_step(terms, A, l1, l2, n_inner):
     return A
 
 
+def nnls_rows(gram, targets, max_iter=None):
+    """Solve ``min 1/2 x^T G x - t^T x`` over ``x >= 0`` for each row ``t``.
+
+    Every row of ``targets`` is one non-negative least-squares problem sharing
+    the Gram matrix ``G``: the Frobenius subproblem for ``W`` with ``H`` fixed
+    (``G = H H^T``, ``t = X H^T``). Solved exactly by block principal pivoting
+    (Kim & Park 2011): guess which variables are zero, solve the others'
+    linear system, swap every variable whose value or gradient has the wrong
+    sign, all rows at once; a row that stops improving falls back to swapping
+    one variable at a time, which terminates.
+
+    Parameters
+    ----------
+    gram : ndarray of shape (k, k)
+        Symmetric positive definite ``G``.
+    targets : ndarray of shape (n, k)
+        One ``t`` per row.
+    max_iter : int, default=None
+        Most pivoting rounds; ``None`` is ``10 k + 50``.
+
+    Returns
+    -------
+    x : ndarray of shape (n, k), float64
+        The solutions.
+    """
+    G = np.asarray(gram, dtype=np.float64)
+    T = np.asarray(targets, dtype=np.float64)
+    n, k = T.shape
+    # In units where G has a unit diagonal and t is at most about 1, one
+    # tolerance fits both the values and the gradients: x = z * unit / d.
+    d = np.sqrt(np.maximum(np.diag(G), _TINY))
+    unit = float(np.abs(T).max(initial=0.0)) / d.min()
+    unit = unit if unit > 0 else 1.0
+    G = G / np.outer(d, d)
+    T = T / (d * unit)
+    max_iter = 10 * k + 50 if max_iter is None else max_iter
+    passive = np.zeros((n, k), dtype=bool)
+    x = np.zeros((n, k))
+    gradient = -T
+    slack = 1e-12  # rounding leaves values of about eps: not a wrong sign
+    fewest = np.full(n, k + 1)  # fewest wrong signs seen, per row
+    chances = np.full(n, 3)  # full swaps left before the one-by-one rule
+    todo = np.arange(n)
+    diagonal = np.eye(k, dtype=bool)
+    for _ in range(max_iter):
+        P = passive[todo]
+        wrong = (P & (x[todo] < -slack)) | (~P & (gradient[todo] < -slack))
+        counts = wrong.sum(axis=1)
+        busy = counts > 0
+        if not busy.any():
+            break
+        todo, P, wrong, counts = todo[busy], P[busy], wrong[busy], counts[busy]
+        better = counts < fewest[todo]
+        fewest[todo[better]] = counts[better]
+        chances[todo[better]] = 3
+        chances[todo[~better]] -= 1
+        one_by_one = ~better & (chances[todo] < 0)
+        if one_by_one.any():  # swap only the last wrong variable
+            last = k - 1 - np.argmax(wrong[one_by_one][:, ::-1], axis=1)
+            wrong[one_by_one] = False
+            wrong[np.flatnonzero(one_by_one), last] = True
+            chances[todo[one_by_one]] = 0
+        P ^= wrong
+        passive[todo] = P
+        # each row's system on its passive variables, the identity elsewhere
+        M = np.where(P[:, :, None] & P[:, None, :], G, 0.0)
+        M[:, diagonal] = np.where(P, M[:, diagonal], 1.0)
+        solution = np.linalg.solve(M, np.where(P, T[todo], 0.0)[:, :, None])[..., 0]
+        x[todo] = solution
+        gradient[todo] = np.where(P, 0.0, solution @ G - T[todo])
+    x *= unit / d
+    return np.maximum(x, 0, out=x)
+
+
+def solve_frobenius_W(problem, H, l1=0.0, l2=0.0):
+    """The exact ``W >= 0`` minimising the penalised Frobenius loss, ``H`` fixed.
+
+    The problem must have no missing entries. ``H H^T`` gets a ridge of a few
+    ``eps`` of its trace so that a zero row of ``H`` (a component that no
+    feature uses) leaves the system solvable; its ``W`` column is then 0.
+    """
+    H64 = H.astype(np.float64, copy=False)
+    gram = H64 @ H64.T
+    k = len(gram)
+    ridge = l2 + 10 * k * _TINY * max(float(np.trace(gram)), _TINY)
+    gram[np.diag_indices(k)] += ridge
+    targets = problem.dot(H.T).astype(np.float64, copy=False)
+    if l1:
+        targets = targets - l1
+    return nnls_rows(gram, targets).astype(problem.dtype, copy=False)
+
+
 # --------------------------------------------------------------------------
 # The alternating driver
 # --------------------------------------------------------------------------
@@ -472,14 +694,16 @@ class FitResult:
     H: np.ndarray
     n_iter: int
     loss_curve: np.ndarray
+    loss_iterations: np.ndarray
 
 
 class _Block:
     """Updates one factor of ``X ~= A @ B`` by the chosen rule."""
 
-    def __init__(self, problem, beta, l1, l2, solver, learning_rate, n_inner):
+    def __init__(self, problem, k, beta, l1, l2, solver, learning_rate, n_inner):
         self.problem, self.beta, self.l1, self.l2 = problem, beta, l1, l2
-        self.solver, self.learning_rate, self.n_inner = solver, learning_rate, n_inner
+        self.solver, self.learning_rate = solver, learning_rate
+        self.n_inner = _resolve_inner(n_inner, problem, k, beta, solver)
         self.extrapolation = 2.0
         self.terms = None
 
@@ -489,7 +713,13 @@ class _Block:
         terms = _gradient_terms(self.problem, A, B, beta, l1, l2, XBt=XBt, BBt=BBt)
         self.terms = terms
         if self.solver == "mu":
-            return multiplicative_step(terms, A, beta)
+            if terms.XBt is not None:
+                return frobenius_mu_steps(A, terms.XBt, terms.BBt, l1, l2, self.n_inner)
+            A = multiplicative_step(terms, A, beta)
+            for _ in range(1, self.n_inner):  # B is fixed: the same rule again
+                terms = _gradient_terms(self.problem, A, B, beta, l1, l2)
+                A = multiplicative_step(terms, A, beta)
+            return A
         if self.learning_rate != "auto":
             return additive_step(terms, A, self.learning_rate)
         if terms.XBt is not None:
@@ -531,7 +761,9 @@ def fit_factors(
     max_iter=200,
     tol=1e-4,
     update_H=True,
-    n_inner=5,
+    n_inner="auto",
+    loss_every=1,
+    error_reference=None,
     verbose=0,
 ):
     """Alternately update ``W`` then ``H`` to minimise the penalised divergence.
@@ -560,22 +792,38 @@ def fit_factors(
         as scikit-learn does. ``0`` runs all ``max_iter`` iterations.
     update_H : bool
         ``False`` solves for ``W`` only.
-    n_inner : int
-        Inner accelerated steps per block for ``learning_rate="auto"``.
+    n_inner : int or "auto"
+        Updates of one factor per block, with the other fixed. For ``"mu"``,
+        ``1`` is the paper's plain alternation and ``"auto"`` makes more of the
+        cheap Frobenius steps while they still move the factor (Gillis &
+        Glineur 2012); for the additive solver with ``learning_rate="auto"``,
+        the accelerated projected-gradient steps (``"auto"``: 5).
+    loss_every : int
+        Evaluate the loss after every ``loss_every``-th iteration (and when
+        checking ``tol``, every 10, and after the last). Outside the
+        Frobenius loss of complete data, where it comes free with the
+        products, an evaluation costs about as much as an iteration.
+    error_reference : float, default=None
+        The error that ``tol`` is relative to; ``None``: the error at the
+        start. A solve that continues another passes that one's.
     verbose : int
         Print the loss every 10 iterations when positive.
 
     Returns
     -------
     FitResult
-        ``loss_curve[i]`` is the penalised loss after ``i`` iterations.
+        ``loss_curve[j]`` is the penalised loss after ``loss_iterations[j]``
+        iterations, the first at 0.
     """
     reg = regularization
-    w_block = _Block(problem, beta, reg.l1_W, reg.l2_W, solver, learning_rate, n_inner)
-    h_block = _Block(
-        problem.T, beta, reg.l1_H, reg.l2_H, solver, learning_rate, n_inner
+    k = W.shape[1]
+    w_block = _Block(
+        problem, k, beta, reg.l1_W, reg.l2_W, solver, learning_rate, n_inner
     )
-    plain_frobenius = beta == 2 and problem.mask is None
+    h_block = _Block(
+        problem.T, k, beta, reg.l1_H, reg.l2_H, solver, learning_rate, n_inner
+    )
+    plain_frobenius = beta == 2 and problem.complete
     fixed = {}
     if not update_H and plain_frobenius:  # H is constant: so are X H^T and H H^T
         fixed = {"XBt": problem.dot(H.T)}
@@ -608,13 +856,17 @@ def fit_factors(
         losses = [initial + penalty(W, reg.l1_W, reg.l2_W)]
         if update_H:
             losses[0] += penalty(H, reg.l1_H, reg.l2_H)
-        error_at_init = previous_error = np.sqrt(2 * initial)
+        evaluated = [0]
+        previous_error = np.sqrt(2 * initial)
+        error_at_init = previous_error if error_reference is None else error_reference
         start = time.perf_counter()
         n_iter = 0
         for n_iter in range(1, max_iter + 1):
             products = {}
             if threaded_mu:
-                products = _threaded_frobenius_mu_step(problem, W, H, HHt, reg)
+                products = _threaded_frobenius_mu_step(
+                    problem, W, H, HHt, reg, w_block.n_inner
+                )
             else:
                 w_block.update(W, H, BBt=HHt, XBt=fixed.get("XBt"))
             if beta < 1:  # as scikit-learn: keeps the Itakura-Saito updates stable
@@ -624,9 +876,12 @@ def fit_factors(
                 if beta <= 1:
                     H[H < _TINY] = 0.0
                 HHt = H @ H.T if plain_frobenius else None
-            divergence, objective = loss()
-            losses.append(objective)
-            if tol > 0 and n_iter % 10 == 0:
+            checking = tol > 0 and n_iter % 10 == 0
+            if checking or n_iter % loss_every == 0 or n_iter == max_iter:
+                divergence, objective = loss()
+                losses.append(objective)
+                evaluated.append(n_iter)
+            if checking:
                 error = np.sqrt(2 * divergence)
                 if verbose:
                     elapsed = time.perf_counter() - start
@@ -636,10 +891,16 @@ def fit_factors(
                 if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
                     break
                 previous_error = error
-    return FitResult(W=W, H=H, n_iter=n_iter, loss_curve=np.asarray(losses))
+    return FitResult(
+        W=W,
+        H=H,
+        n_iter=n_iter,
+        loss_curve=np.asarray(losses),
+        loss_iterations=np.asarray(evaluated),
+    )
 
 
-def _threaded_frobenius_mu_step(problem, W, H, HHt, regularization):
+def _threaded_frobenius_mu_step(problem, W, H, HHt, regularization, n_steps):
     """Lee & Seung's Frobenius update of ``W``, in place, on row blocks.
 
     A row of ``W`` needs only its row of ``X H^T``: each thread updates a
@@ -651,14 +912,8 @@ def _threaded_frobenius_mu_step(problem, W, H, HHt, regularization):
 
     def update(block):
         rows, X_rows = block
-        W_rows = W[rows]
-        den = W_rows @ HHt
-        if l1:
-            den += l1
-        if l2:
-            den += l2 * W_rows
-        den[den == 0] = EPSILON
-        W_rows *= np.divide(X_rows @ Ht, den, out=den)
+        W_rows = W[rows]  # rows of W are independent given H: so are the steps
+        frobenius_mu_steps(W_rows, X_rows @ Ht, HHt, l1, l2, n_steps)
         return X_rows.T @ W_rows, W_rows.T @ W_rows
 
     parts = _map(update, problem.row_blocks)
@@ -682,7 +937,7 @@ def _frobenius_from_products(problem, A, XBt, BBt, AtA):
 # --------------------------------------------------------------------------
 
 
-def initialize_factors(X, n_components, init, random_state, eps=1e-6):
+def initialize_factors(X, n_components, init, random_state, eps=1e-6, mean=None):
     """Initial ``W`` and ``H`` by scikit-learn's rules for the same ``init``.
 
     ``"random"`` draws ``|N(0, 1)| * sqrt(mean(X) / k)``, ``H`` first. The
@@ -702,6 +957,9 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6):
         Source of randomness.
     eps : float, default=1e-6
         NNDSVD values below this are set to zero.
+    mean : float, default=None
+        The mean entry, when it is not ``X.mean()`` (the unstored entries of a
+        sparse ``X`` being unknown).
 
     Returns
     -------
@@ -709,7 +967,7 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6):
     H : ndarray of shape (n_components, n_features)
     """
     n_samples, n_features = X.shape
-    mean = X.mean()
+    mean = X.mean() if mean is None else mean
     if init == "random":
         scale = np.sqrt(mean / n_components)
         H = scale * random_state.standard_normal((n_components, n_features))

@@ -1,6 +1,13 @@
 """Errors that say which estimator raised them."""
 
 import functools
+import sys
+from pathlib import Path
+
+import sklearn
+
+# Frames in these folders are the library's own: a warning points past them.
+_INTERNAL = (str(Path(__file__).parents[1]), str(Path(sklearn.__file__).parent))
 
 
 def names_estimator(method):
@@ -28,3 +35,16 @@ def names_estimator(method):
             raise
 
     return wrapper
+
+
+def external_stacklevel():
+    """The ``stacklevel`` that makes ``warnings.warn`` point at the user's line.
+
+    Counts the frames from the function that calls this one out to the first
+    frame outside skpapers and scikit-learn (decorators and ``fit`` calling
+    ``fit_transform`` included), as Python 3.12's ``skip_file_prefixes`` does.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skpapers.datasets import load_ratings_example, make_low_rank_ratings
-from skpapers.decomposition import NMF, _nmf_solvers
+from skpapers.decomposition import NMF, _nmf, _nmf_solvers
 from skpapers.decomposition._nmf_solvers import (
     Problem,
     Regularization,
@@ -83,7 +83,9 @@ def test_mu_agrees_with_scikit_learn_iterate_for_iterate(
         data[data < 0.5] = 0
         data = sp.csr_matrix(data)
     W0, H0 = _custom_init(X.astype(dtype), 4)
-    ours = NMF(4, init="custom", beta_loss=beta_loss, max_iter=max_iter, tol=0)
+    ours = NMF(
+        4, init="custom", beta_loss=beta_loss, max_iter=max_iter, tol=0, inner_iter=1
+    )
     ours.fit(data, W=W0, H=H0)
     theirs = SklearnNMF(
         4, init="custom", solver="mu", beta_loss=beta_loss, max_iter=max_iter, tol=0
@@ -105,7 +107,8 @@ def test_threaded_sparse_products_agree_with_scikit_learn(monkeypatch, dtype):
     X = sp.random(120, 50, density=0.1, random_state=rng, dtype=dtype, format="csr")
     assert Problem(X).threaded and Problem(X).T.threaded
     W0, H0 = _custom_init(X.toarray(), 5)
-    ours = NMF(5, init="custom", max_iter=40, tol=0).fit(X, W=W0, H=H0)
+    ours = NMF(5, init="custom", max_iter=40, tol=0, inner_iter=1)
+    ours.fit(X, W=W0, H=H0)
     theirs = SklearnNMF(5, init="custom", solver="mu", max_iter=40, tol=0)
     theirs.fit(X, W=W0.copy(), H=H0.copy())
     rtol = 1e-11 if dtype == np.float64 else 1e-4
@@ -135,7 +138,8 @@ def test_mu_stops_where_scikit_learn_stops(X):
     W0, H0 = _custom_init(X, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = NMF(3, init="custom", tol=1e-3, max_iter=500).fit(X, W=W0, H=H0)
+        ours = NMF(3, init="custom", tol=1e-3, max_iter=500, inner_iter=1)
+        ours.fit(X, W=W0, H=H0)
         theirs = SklearnNMF(3, init="custom", solver="mu", tol=1e-3, max_iter=500)
         theirs.fit(X, W=W0.copy(), H=H0.copy())
     assert 10 <= ours.n_iter_ < 500
@@ -145,7 +149,7 @@ def test_mu_stops_where_scikit_learn_stops(X):
 def test_penalties_agree_with_scikit_learn(X):
     W0, H0 = _custom_init(X, 4)
     params = dict(alpha_W=0.01, alpha_H=0.02, l1_ratio=0.3, max_iter=40, tol=0)
-    ours = NMF(4, init="custom", **params).fit(X, W=W0, H=H0)
+    ours = NMF(4, init="custom", inner_iter=1, **params).fit(X, W=W0, H=H0)
     theirs = SklearnNMF(4, init="custom", solver="mu", **params)
     theirs.fit(X, W=W0.copy(), H=H0.copy())
     assert_allclose(ours.components_, theirs.components_, rtol=1e-12)
@@ -176,7 +180,11 @@ def _assert_never_increases(curve):
     [("mu", "auto"), ("additive", "multiplicative"), ("additive", "auto")],
 )
 @pytest.mark.parametrize("missing", [False, True])
-def test_loss_never_increases(X, beta_loss, solver, learning_rate, missing):
+def test_loss_never_increases(
+    X, beta_loss, solver, learning_rate, missing, monkeypatch
+):
+    # the estimator evaluates the costly losses every 10 iterations; here, all
+    monkeypatch.setattr(_nmf, "_loss_every", lambda problem, beta: 1)
     data = X.copy()
     if missing:
         data[np.random.RandomState(1).rand(*X.shape) < 0.2] = np.nan
@@ -193,6 +201,19 @@ def test_loss_never_increases(X, beta_loss, solver, learning_rate, missing):
     assert nmf.loss_curve_.shape == (nmf.n_iter_ + 1,)
     _assert_never_increases(nmf.loss_curve_)
     assert nmf.loss_curve_[-1] < nmf.loss_curve_[0]
+
+
+@pytest.mark.parametrize("beta_loss", BETAS)
+@pytest.mark.parametrize("inner_iter", [1, "auto", 4])
+def test_loss_is_recorded_where_evaluated(X, beta_loss, inner_iter):
+    nmf = NMF(5, beta_loss=beta_loss, inner_iter=inner_iter, init="random")
+    nmf.set_params(random_state=0, max_iter=45, tol=0).fit(X)
+    if beta_loss == "frobenius":  # free with the products: every iteration
+        assert_allclose(nmf.loss_iterations_, np.arange(46))
+    else:
+        assert_allclose(nmf.loss_iterations_, [0, 10, 20, 30, 40, 45])
+    assert nmf.loss_curve_.shape == nmf.loss_iterations_.shape
+    _assert_never_increases(nmf.loss_curve_)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -232,7 +253,7 @@ def test_additive_with_multiplicative_step_is_mu(X, beta_loss, missing):
         data[::4, ::3] = np.nan
     W0, H0 = _custom_init(X, 4)
     params = dict(init="custom", beta_loss=beta_loss, max_iter=40, tol=0)
-    mu = NMF(4, solver="mu", **params).fit(data, W=W0, H=H0)
+    mu = NMF(4, solver="mu", inner_iter=1, **params).fit(data, W=W0, H=H0)
     additive = NMF(4, solver="additive", learning_rate="multiplicative", **params)
     additive.fit(data, W=W0, H=H0)
     assert_allclose(additive.components_, mu.components_, rtol=1e-9)
@@ -243,9 +264,11 @@ def test_additive_with_multiplicative_step_is_mu(X, beta_loss, missing):
 def test_additive_auto_matches_or_beats_mu(beta_loss):
     X = _low_rank()
     params = dict(init="random", random_state=0, beta_loss=beta_loss, tol=0)
-    mu = NMF(8, solver="mu", max_iter=150, **params).fit(X)
+    mu = NMF(8, solver="mu", inner_iter=1, max_iter=150, **params).fit(X)
     auto = NMF(8, solver="additive", max_iter=150, **params).fit(X)
-    checkpoints = [10, 50, 100, 150]
+    checkpoints = np.isin(mu.loss_iterations_, [10, 50, 100, 150])
+    assert checkpoints.sum() == 4
+    assert_allclose(auto.loss_iterations_, mu.loss_iterations_)
     assert np.all(auto.loss_curve_[checkpoints] <= mu.loss_curve_[checkpoints])
 
 
@@ -269,7 +292,7 @@ def test_too_large_fixed_step_raises_the_loss(X):
 
 
 @pytest.mark.parametrize("solver", ["mu", "additive"])
-@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+@pytest.mark.parametrize("beta_loss", BETAS)
 def test_transform_agrees_with_fit_transform(X, solver, beta_loss):
     nmf = NMF(4, solver=solver, beta_loss=beta_loss, init="random", random_state=0)
     with warnings.catch_warnings():
@@ -331,7 +354,9 @@ def test_float32_is_kept(X, solver):
 @pytest.mark.parametrize("solver", ["mu", "additive"])
 def test_sparse_and_dense_agree(X, beta_loss, solver):
     dense = np.where(X < 0.5, 0, X)
+    # inner_iter="auto" weighs the cost of products with X: nnz for sparse X
     params = dict(solver=solver, beta_loss=beta_loss, init="random", random_state=0)
+    params["inner_iter"] = 1
     a = NMF(3, max_iter=30, tol=0, **params).fit(dense)
     b = NMF(3, max_iter=30, tol=0, **params).fit(sp.csr_matrix(dense))
     c = NMF(3, max_iter=30, tol=0, **params).fit(sp.csc_matrix(dense))
@@ -454,10 +479,22 @@ def test_custom_initialisation_is_checked(X):
     W0, H0 = _custom_init(X, 3)
     with pytest.raises(ValueError, match="needs both W and H"):
         NMF(3, init="custom").fit(X, W=W0)
-    with pytest.raises(ValueError, match="only with init='custom'"):
-        NMF(3).fit(X, W=W0, H=H0)
+    with pytest.warns(RuntimeWarning, match="only with init='custom'"):
+        ignored = NMF(3, random_state=0).fit(X, W=W0, H=H0)  # as scikit-learn
+    assert_allclose(ignored.components_, NMF(3, random_state=0).fit(X).components_)
     with pytest.raises(ValueError, match=r"initial H has shape \(3, 11\)"):
         NMF(3, init="custom").fit(X, W=W0, H=H0[:, 1:])
+    # the same kinds of error as scikit-learn's for the same misuse
+    for W, H, error in [
+        (W0, H0[:, 1:], ValueError),
+        (W0[1:], H0, ValueError),
+        (W0.astype(np.float32), H0, TypeError),
+        (W0, H0.astype(np.float32), TypeError),
+    ]:
+        with pytest.raises(error, match="NMF"):
+            NMF(3, init="custom").fit(X, W=W, H=H)
+        with pytest.raises(error):
+            SklearnNMF(3, init="custom", solver="mu").fit(X, W=W, H=H)
     with pytest.raises(ValueError, match="initial W has negative"):
         NMF(3, init="custom").fit(X, W=-W0, H=H0)
     W_before = W0.copy()
@@ -536,3 +573,216 @@ def test_random_state_makes_fits_repeatable(X):
     c = NMF(3, init="random", random_state=6).fit(X)
     assert_allclose(a.components_, b.components_, rtol=0)
     assert not np.allclose(a.components_, c.components_)
+
+
+# -- the fast path: exact W solves and accelerated updates --------------------
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-60, 1e60])
+def test_nnls_rows_is_exact(scale):
+    from scipy.optimize import nnls
+
+    rng = np.random.RandomState(0)
+    H = rng.rand(6, 40) ** 4
+    H[2] = 0  # a component no feature uses
+    X = (rng.rand(25, 40) < 0.3) * rng.rand(25, 40)
+    W = _nmf_solvers.solve_frobenius_W(Problem(X * scale), H)
+    expected = np.array([nnls(H.T, row * scale)[0] for row in X])
+    assert_allclose(W, expected, rtol=1e-9, atol=1e-12 * scale)
+    assert (W == 0).any() and (W > 0).any()
+    assert not W[:, 2].any()
+
+
+def test_accelerated_mu_beats_the_plain_rule_at_equal_iterations():
+    X = _low_rank(n=150, m=120, k=6)
+    params = dict(init="random", random_state=0, max_iter=30, tol=0)
+    plain = NMF(6, inner_iter=1, **params).fit(X)
+    auto = NMF(6, **params).fit(X)
+    assert auto.loss_curve_[-1] < 0.9 * plain.loss_curve_[-1]
+    _assert_never_increases(auto.loss_curve_)
+
+
+def test_fit_transform_returns_the_exact_frobenius_W(X):
+    nmf = NMF(4, init="random", random_state=0, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = nmf.fit_transform(X)
+    H = nmf.components_
+    gradient = (W @ H - X) @ H.T
+    # the optimality conditions: W >= 0, gradient >= 0, W * gradient = 0
+    assert W.min() >= 0
+    assert gradient.min() >= -1e-10
+    assert np.abs(W * gradient).max() <= 1e-10
+
+
+# -- a drop-in for scikit-learn's NMF(solver="mu") ---------------------------
+
+
+def test_n_components_auto_as_scikit_learn(X):
+    assert NMF().n_components == "auto"
+    assert NMF(max_iter=5, tol=0).fit(X).n_components_ == X.shape[1]
+    W0, H0 = _custom_init(X, 3)
+    ours = NMF(init="custom", max_iter=5, tol=0).fit(X, W=W0, H=H0)
+    theirs = SklearnNMF(init="custom", solver="mu", max_iter=5, tol=0)
+    theirs.fit(X, W=W0.copy(), H=H0.copy())
+    assert ours.n_components_ == theirs.n_components_ == 3
+
+
+def test_convergence_warning_points_at_the_callers_line(X):
+    with pytest.warns(ConvergenceWarning) as record:
+        NMF(3, max_iter=3, random_state=0).fit(X)
+    assert record[0].filename == __file__
+    with pytest.warns(ConvergenceWarning) as record:
+        NMF(3, max_iter=3, random_state=0).fit_transform(X)
+    assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("name", ["n_components_", "components_", "n_iter_"])
+def test_the_same_attributes_as_scikit_learn(X, name):
+    ours = NMF(3, random_state=0, max_iter=400).fit(X)
+    theirs = SklearnNMF(3, solver="mu", random_state=0, max_iter=400).fit(X)
+    assert type(getattr(ours, name)) is type(getattr(theirs, name))
+    assert np.shape(getattr(ours, name)) == np.shape(getattr(theirs, name))
+
+
+def test_import_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skpapers, skpapers.decomposition; "
+        "skpapers.decomposition.NMF; skpapers.NMF; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'skorch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# -- data up to the dtype's largest values ----------------------------------
+
+
+@pytest.mark.parametrize("beta_loss", BETAS)
+@pytest.mark.parametrize(
+    "dtype, top",
+    [
+        (np.float64, 1e150),
+        (np.float64, 1e300),
+        (np.float64, 1.79e308),
+        (np.float32, 1e19),
+        (np.float32, 3.4e38),
+    ],
+)
+def test_huge_values_give_finite_factors(X, beta_loss, dtype, top):
+    data = (X / X.max() * top).astype(dtype)
+    nmf = NMF(3, beta_loss=beta_loss, random_state=0, max_iter=50, tol=0)
+    W = nmf.fit_transform(data)
+    assert W.dtype == nmf.components_.dtype == dtype
+    assert np.isfinite(W).all() and np.isfinite(nmf.components_).all()
+    assert np.isfinite(nmf.transform(data)).all()
+    # as good a fit as of X itself (NNDSVD's absolute threshold of 1e-6 makes
+    # the two starts differ a little)
+    small = NMF(3, beta_loss=beta_loss, random_state=0, max_iter=50, tol=0)
+    small.fit((X / X.max()).astype(dtype))
+    power = {"frobenius": 1, "kullback-leibler": 0.5, "itakura-saito": 0}[beta_loss]
+    error = nmf.reconstruction_err_ / np.float64(top) ** power
+    if np.isfinite(nmf.reconstruction_err_):  # else beyond the dtype's range
+        assert error == pytest.approx(small.reconstruction_err_, rel=0.05)
+
+
+# Not Itakura-Saito: its updates zero entries of W below an absolute 2.2e-16,
+# as scikit-learn's do, which no rescaling can carry over.
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+def test_scaling_is_exact_for_powers_of_two(X, beta_loss, monkeypatch):
+    # Fitting X / 2**40 with the penalties rescaled must give the fit of X:
+    # forced here on data large enough to show it and small enough that no
+    # product overflows either way.
+    X = X * 2.0**40
+    W0, H0 = _custom_init(X, 3)
+    W0, H0 = W0 * 2.0**20, H0 * 2.0**20
+    params = dict(init="custom", beta_loss=beta_loss, max_iter=20, tol=0)
+    params.update(alpha_W=0.01, alpha_H=0.03, l1_ratio=0.5)
+    plain = NMF(3, **params).fit(X, W=W0, H=H0)
+    W = plain.transform(X)
+    monkeypatch.setattr(_nmf, "_scale_of", lambda A: 2.0**40 if A is X else 1.0)
+    scaled = NMF(3, **params).fit(X, W=W0, H=H0)
+    assert_allclose(scaled.components_, plain.components_, rtol=1e-9)
+    assert_allclose(scaled.loss_curve_, plain.loss_curve_, rtol=1e-9)
+    assert_allclose(scaled.transform(X), W, rtol=1e-7, atol=1e-12)
+    assert scaled.score(X) == pytest.approx(plain.score(X), rel=1e-9)
+
+
+# -- missing="unstored": sparse ratings -------------------------------------
+
+
+def _ratings(seed=0, shape=(40, 25), density=0.3):
+    rng = np.random.RandomState(seed)
+    R = sp.random(*shape, density=density, random_state=rng, format="csr")
+    R.data = rng.randint(1, 6, size=R.nnz).astype(float)
+    dense = R.toarray()
+    dense[dense == 0] = np.nan  # what "unstored" means, as a dense array
+    return R, dense
+
+
+@pytest.mark.parametrize("beta_loss", BETAS)
+def test_unstored_entries_are_missing_values(beta_loss):
+    R, dense = _ratings()
+    W0, H0 = _custom_init(np.ones(R.shape), 4)
+    params = dict(init="custom", beta_loss=beta_loss, max_iter=30, tol=0)
+    ours = NMF(4, missing="unstored", **params).fit(R, W=W0, H=H0)
+    nan = NMF(4, **params).fit(dense, W=W0, H=H0)
+    assert_allclose(ours.components_, nan.components_, rtol=1e-9)
+    assert_allclose(ours.loss_curve_, nan.loss_curve_, rtol=1e-9)
+    assert ours.score(R) == pytest.approx(nan.score(dense), rel=1e-6)
+    W = ours.transform(R)
+    rows, columns = np.nonzero(np.isnan(dense))
+    assert_allclose(
+        ours.predict_entries(W, rows, columns),
+        ours.inverse_transform(W)[rows, columns],
+        rtol=1e-12,
+    )
+
+
+def test_unstored_needs_every_row_observed():
+    R, _ = _ratings()
+    R = sp.vstack([R, sp.csr_matrix((1, R.shape[1]))]).tocsr()
+    with pytest.raises(ValueError, match=r"row.*no observed entry"):
+        NMF(3, missing="unstored").fit(R)
+    NMF(3, max_iter=5).fit(R)  # where unstored entries are zeros, it is fine
+
+
+def test_unstored_keeps_memory_to_the_stored_entries():
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    n_rows, n_cols, nnz = 200_000, 100_000, 50_000  # dense: 160 GB
+    # every row and column rated at least once, and some more ratings
+    rows = np.r_[np.arange(n_rows), rng.randint(0, n_rows, nnz)]
+    cols = np.r_[np.arange(n_rows) % n_cols, rng.randint(0, n_cols, nnz)]
+    R = sp.csr_matrix(
+        (rng.randint(1, 6, len(rows)).astype(float), (rows, cols)),
+        shape=(n_rows, n_cols),
+    )
+    tracemalloc.start()
+    nmf = NMF(5, missing="unstored", random_state=0, max_iter=3, tol=0)
+    W = nmf.fit_transform(R)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert W.shape == (n_rows, 5) and np.isfinite(W).all()
+    # W, H and a few arrays the size of the stored entries: far below a GB
+    assert peak < 200 * 2**20
+    values = nmf.predict_entries(W, [0, n_rows - 1], [n_cols - 1, 0])
+    assert values.shape == (2,) and np.isfinite(values).all()
+
+
+def test_predict_entries_checks_its_indices(X):
+    nmf = NMF(3, random_state=0, max_iter=20, tol=0).fit(X)
+    W = nmf.transform(X)
+    with pytest.raises(ValueError, match=r"NMF\.predict_entries: rows"):
+        nmf.predict_entries(W, [0, 30], [0, 1])
+    with pytest.raises(TypeError, match="integer"):
+        nmf.predict_entries(W, [0.5], [0])
+    with pytest.raises(ValueError, match="as long"):
+        nmf.predict_entries(W, [0, 1], [0])
