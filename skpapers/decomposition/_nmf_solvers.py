@@ -87,7 +87,7 @@ class Problem:
     def __init__(self, X, unstored_missing=False):
         self.row_blocks = self.column_blocks = None
         self.unstored = bool(unstored_missing and sp.issparse(X))
-        self._rows = None
+        self._rows = self._own_blocks = None
         if sp.issparse(X):
             self.X = sp.csr_matrix(X)
             if not self.X.has_canonical_format:  # on a copy: X stays as given
@@ -129,10 +129,25 @@ class Problem:
 
     def stored_dot(self, values, B):
         """``S @ B`` for the sparse ``S`` with ``X``'s stored entries set to
-        ``values`` (in ``X.data``'s order)."""
+        ``values`` (in ``X.data``'s order), on threads by row blocks."""
         X = self.X
-        S = sp.csr_matrix((values, X.indices, X.indptr), shape=X.shape, copy=False)
-        return np.asarray(S @ B)
+        if self._own_blocks is None:  # a transposed problem has X.T's blocks
+            self._own_blocks = self.row_blocks or _row_blocks(X)
+        B = np.ascontiguousarray(B)
+        out = np.empty((self.shape[0], B.shape[1]), np.result_type(values, B))
+
+        def product(block):
+            rows, X_rows = block
+            first = X.indptr[rows.start]
+            S = sp.csr_matrix(
+                (values[first : first + X_rows.nnz], X_rows.indices, X_rows.indptr),
+                shape=X_rows.shape,
+                copy=False,
+            )
+            out[rows] = S @ B
+
+        _map(product, self._own_blocks)
+        return out
 
     def has_observed_zero(self):
         """Whether some observed entry of ``X`` is zero."""
@@ -152,7 +167,7 @@ class Problem:
             T = Problem.__new__(Problem)
             T.X = self.X.T.tocsr() if sp.issparse(self.X) else self.X.T
             T.mask = None if self.mask is None else self.mask.T
-            T.unstored, T._rows = self.unstored, None
+            T.unstored, T._rows, T._own_blocks = self.unstored, None, None
             T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
             T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
             T.row_blocks = T.column_blocks = None
@@ -250,15 +265,19 @@ def _product_at_nonzeros(A, B, X, chunk=65536, rows=None):
     if rows is None:
         rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     out = np.empty(X.nnz, dtype=np.result_type(A, B))
-    Bt = B.T
-    for start in range(0, X.nnz, chunk):
-        stop = start + chunk
-        np.einsum(
-            "ij,ij->i",
-            A[rows[start:stop]],
-            Bt[X.indices[start:stop]],
-            out=out[start:stop],
-        )
+    # gathering rows of strided views (H.T for the transposed problem) is slow
+    A, Bt = np.ascontiguousarray(A), np.ascontiguousarray(B.T)
+
+    def product(start):  # numpy lets go of the GIL: chunks run on threads
+        part = slice(start, start + chunk)
+        np.einsum("ij,ij->i", A[rows[part]], Bt[X.indices[part]], out=out[part])
+
+    starts = range(0, X.nnz, chunk)
+    if len(starts) > 1 and _max_threads() > 1:
+        _map(product, list(starts))
+    else:
+        for start in starts:
+            product(start)
     return out
 
 
