@@ -1,39 +1,41 @@
-"""Time skpapers' NMF against scikit-learn's, multiplicative updates both.
+"""Time skpapers' NMF against scikit-learn's, the whole fit first.
 
-Both run on the same data from the same initialisation (``init="custom"``,
-identical copies of ``W0`` and ``H0``), with ``tol=0`` and the same
-``max_iter`` so that they make the same iterations, and no penalty. Cases:
+Headline (``--parts whole``): what a user waits for. Each estimator's
+``fit_transform`` at its default settings (``init=None``, so NNDSVDA for
+both; ``max_iter=200``; default ``tol``), scikit-learn's ``solver="mu"`` and,
+for the Frobenius loss, its default ``solver="cd"``, against skpapers'
+``NMF()``. Columns: the median wall time over the repeats (the runs
+alternate), the ratio ``skpapers / scikit-learn`` (below 1: skpapers is
+faster; the target is at most 0.5 against ``mu``), the final loss of each
+(the divergence between ``X`` and the returned ``W @ H``, computed in float64
+by one function for both) and the peak memory of the call (``tracemalloc``,
+which sees numpy's arrays, in a separate untimed run). Then the time of
+``import skpapers.decomposition`` against ``import sklearn.decomposition``,
+each in a fresh interpreter.
+
+Detail (``--parts solver``): the update loops alone. Both start from the same
+``W0``, ``H0`` (``init="custom"``), run the same number of iterations
+(``tol=0``) with no penalty, with the paper's plain alternation
+(``inner_iter=1``) so that they make the same iterations: scikit-learn's
+``non_negative_factorization`` against skpapers' ``fit_factors``. Columns:
+milliseconds per iteration, the speed-up ``sklearn / skpapers``, both losses,
+their relative difference and the largest difference of the two ``H``
+relative to its largest entry.
+
+Cases:
 
 - ``dense``: a 2000 x 1000 low-rank product plus noise, rank 30;
 - ``sparse``: a 20000 x 5000 CSR matrix at 0.5% density, rank 20;
 
-each in float32 and float64, which both libraries keep.
-
-Each case is timed at two levels, one row each:
-
-- ``fit``: the estimators' ``fit_transform``, all that a user waits for
-  (skpapers' also solves for the ``W`` it returns, the one ``transform``
-  gives, so its loss is lower than scikit-learn's);
-- ``solver``: the update loops alone, scikit-learn's public
-  ``non_negative_factorization`` against skpapers' ``fit_factors``, which
-  make the same iterations.
-
-Columns: milliseconds per iteration (the median over the repeats of the run's
-time divided by ``max_iter``, after one warm-up run of each), the speed-up
-``sklearn / skpapers`` (above 1: skpapers is faster), the final loss of each
-(the divergence between ``X`` and the returned ``W @ H``, both computed by one
-float64 function here), the relative difference of the two losses and the
-largest difference of the two ``H`` relative to its largest entry. The target,
-for the ``solver`` rows: a loss difference below ``1e-6`` and a speed-up of at
-least 2. Runs start ``--pause`` seconds apart (0.2 by default), so that the
-BLAS threads one leaves spinning do not slow the next.
+each in float32 and float64, which both libraries keep; Itakura-Saito on
+dense data only (it needs ``X`` without zeros: ``X + 0.1``).
 
 Usage::
 
-    python benchmarks/bench_nmf.py            # 200 iterations, 5 repeats
-    python benchmarks/bench_nmf.py --quick    # 50 iterations, 3 repeats
-    python benchmarks/bench_nmf.py --losses frobenius kullback-leibler \
-        --json nmf.json
+    python benchmarks/bench_nmf.py                 # the whole fit, all losses
+    python benchmarks/bench_nmf.py --quick         # Frobenius, 2 repeats
+    python benchmarks/bench_nmf.py --parts solver --iterations 200
+    python benchmarks/bench_nmf.py --json nmf.json
 
 Timings depend on the machine and on what else runs on it: this script
 asserts nothing about them.
@@ -41,12 +43,16 @@ asserts nothing about them.
 
 import argparse
 import json
+import subprocess
+import sys
 import time
+import tracemalloc
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from _environment import environment
+from sklearn.base import clone
 from sklearn.decomposition import NMF as SklearnNMF
 from sklearn.decomposition import non_negative_factorization
 from sklearn.exceptions import ConvergenceWarning
@@ -65,6 +71,7 @@ CASES = {
 }
 DTYPES = (np.float32, np.float64)
 LEVELS = ("fit", "solver")
+LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
 
 
 def make_data(case, dtype, seed=0):
@@ -91,7 +98,7 @@ def make_data(case, dtype, seed=0):
 
 
 def divergence(X, W, H, beta):
-    """Frobenius (``beta=2``) or KL (``beta=1``) divergence, in float64."""
+    """Frobenius (2), KL (1) or Itakura-Saito (0, dense) divergence, in float64."""
     W, H = W.astype(np.float64), H.astype(np.float64)
     if sp.issparse(X):
         X = X.astype(np.float64).tocsr()
@@ -108,6 +115,9 @@ def divergence(X, W, H, beta):
     WH = W @ H
     if beta == 2:
         return 0.5 * float(np.sum((X - WH) ** 2))
+    if beta == 0:
+        ratio = X / np.maximum(WH, np.finfo(np.float64).tiny)
+        return float(np.sum(ratio - np.log(ratio) - 1))
     positive = X > 0
     x = X[positive]
     return float(np.sum(x * np.log(x / WH[positive])) - X.sum() + WH.sum())
@@ -124,7 +134,7 @@ def _runners(level, X, k, beta_loss, max_iter):
             return model.fit_transform(X, W=W0, H=H0), model.components_
 
         def skpapers_run(W0, H0):
-            model = NMF(k, alpha_W=0.0, alpha_H=0.0, **options)
+            model = NMF(k, alpha_W=0.0, alpha_H=0.0, inner_iter=1, **options)
             return model.fit_transform(X, W=W0, H=H0), model.components_
 
         return sklearn_run, skpapers_run
@@ -143,6 +153,7 @@ def _runners(level, X, k, beta_loss, max_iter):
             solver="mu",
             max_iter=max_iter,
             tol=0,
+            n_inner=1,
         )
         return result.W, result.H
 
@@ -210,6 +221,96 @@ def benchmark(max_iter, repeats, losses, cases=tuple(CASES), levels=LEVELS, paus
     return rows
 
 
+def whole_fit(cases, losses, repeats, pause):
+    """The headline rows: each estimator's fit_transform at its defaults."""
+    rows = []
+    for case in cases:
+        for dtype in DTYPES:
+            X, W0, _ = make_data(case, dtype)
+            k = W0.shape[1]
+            for beta_loss in losses:
+                if beta_loss == "itakura-saito" and sp.issparse(X):
+                    continue
+                data = X + dtype(0.1) if beta_loss == "itakura-saito" else X
+                makers = {
+                    "skpapers": NMF(k, beta_loss=beta_loss),
+                    "sklearn mu": SklearnNMF(k, solver="mu", beta_loss=beta_loss),
+                }
+                if beta_loss == "frobenius":
+                    makers["sklearn cd"] = SklearnNMF(k, solver="cd")
+                times = {name: [] for name in makers}
+                for _ in range(repeats):  # alternate: a busy moment slows all
+                    for name, make in makers.items():
+                        time.sleep(pause)
+                        model = clone(make)
+                        start = time.perf_counter()
+                        model.fit_transform(data)
+                        times[name].append(time.perf_counter() - start)
+                beta = beta_loss_to_float(beta_loss)
+                row = {"case": case, "dtype": np.dtype(dtype).name, "loss": beta_loss}
+                for name, make in makers.items():
+                    model = clone(make)
+                    tracemalloc.start()
+                    W = model.fit_transform(data)
+                    peak = tracemalloc.get_traced_memory()[1]
+                    tracemalloc.stop()
+                    if W.dtype != dtype:
+                        raise TypeError(f"{name} did not keep the dtype")
+                    row[f"{name} s"] = float(np.median(times[name]))
+                    row[f"{name} loss"] = divergence(data, W, model.components_, beta)
+                    row[f"{name} MiB"] = peak / 2**20
+                    row[f"{name} n_iter"] = int(model.n_iter_)
+                for peer in ("sklearn mu", "sklearn cd"):
+                    if f"{peer} s" in row:
+                        row[f"time / {peer}"] = row["skpapers s"] / row[f"{peer} s"]
+                rows.append(row)
+                print(format_whole(row), flush=True)
+    return rows
+
+
+WHOLE_HEADER = (
+    f"{'case':<7}{'dtype':<8}{'loss':<6}"
+    f"{'skpapers':>10}{'mu':>9}{'cd':>9}{'/mu':>7}{'/cd':>7}"
+    f"{'loss ours':>12}{'loss mu':>12}{'loss cd':>12}"
+    f"{'MiB ours':>9}{'mu':>7}{'cd':>7}"
+)
+
+
+def format_whole(row):
+    """One line of the headline table: seconds, ratios, losses, peak MiB."""
+
+    def get(key, fmt):
+        return format(row[key], fmt) if key in row else "-"
+
+    return (
+        f"{row['case']:<7}{row['dtype']:<8}{row['loss'][:4]:<6}"
+        f"{get('skpapers s', '.3f'):>10}{get('sklearn mu s', '.3f'):>9}"
+        f"{get('sklearn cd s', '.3f'):>9}"
+        f"{get('time / sklearn mu', '.2f'):>7}{get('time / sklearn cd', '.2f'):>7}"
+        f"{get('skpapers loss', '.5g'):>12}{get('sklearn mu loss', '.5g'):>12}"
+        f"{get('sklearn cd loss', '.5g'):>12}"
+        f"{get('skpapers MiB', '.0f'):>9}{get('sklearn mu MiB', '.0f'):>7}"
+        f"{get('sklearn cd MiB', '.0f'):>7}"
+    )
+
+
+def import_times(repeats=3):
+    """Median seconds of each import in a fresh interpreter, alternating."""
+    modules = ("skpapers.decomposition", "sklearn.decomposition")
+    times = {module: [] for module in modules}
+    for _ in range(repeats):
+        for module in modules:
+            code = (
+                "import time; start = time.perf_counter(); "
+                f"import {module}; print(time.perf_counter() - start)"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            times[module].append(float(out.stdout))
+    return {module: float(np.median(t)) for module, t in times.items()}
+
+
 HEADER = (
     f"{'case':<7}{'dtype':<8}{'loss':<6}{'level':<7}"
     f"{'sklearn':>10}{'skpapers':>10}{'speed-up':>9}"
@@ -231,23 +332,23 @@ def format_row(row):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="50 iterations and 3 repeats"
-    )
-    parser.add_argument(
-        "--iterations", type=int, help="iterations per fit (200; 50 with --quick)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, help="timed runs per row (5; 3 with --quick)"
-    )
-    parser.add_argument(
-        "--losses",
+        "--parts",
         nargs="+",
-        default=["frobenius"],
-        choices=["frobenius", "kullback-leibler"],
-        help="beta losses to run (default: frobenius)",
+        default=["whole"],
+        choices=["whole", "solver"],
+        help="the whole fit at defaults (the headline) and/or the loops alone",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="Frobenius only, 2 repeats"
+    )
+    parser.add_argument(
+        "--iterations", type=int, help="loop iterations for --parts solver (200)"
+    )
+    parser.add_argument("--repeats", type=int, help="timed runs per row (3)")
+    parser.add_argument(
+        "--losses", nargs="+", choices=LOSSES, help="beta losses (default: all)"
     )
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
     parser.add_argument(
         "--pause",
         type=float,
@@ -257,19 +358,32 @@ def main(argv=None):
     )
     parser.add_argument("--json", metavar="PATH", help="save the rows as JSON")
     args = parser.parse_args(argv)
-    max_iter = args.iterations or (50 if args.quick else 200)
-    repeats = args.repeats or (3 if args.quick else 5)
-
-    print(
-        f"NMF solver='mu', {max_iter} iterations, median of {repeats} runs "
-        f"({args.pause:g} s apart); ms per iteration; speed-up = sklearn / skpapers"
-    )
-    print(HEADER)
+    losses = args.losses or (["frobenius"] if args.quick else list(LOSSES))
+    repeats = args.repeats or (2 if args.quick else 3)
+    max_iter = args.iterations or 200
+    results = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        rows = benchmark(
-            max_iter, repeats, args.losses, args.cases, args.levels, args.pause
-        )
+        if "whole" in args.parts:
+            print(
+                f"fit_transform at default settings, median of {repeats} runs; "
+                "seconds, skpapers / scikit-learn, final loss, peak MiB"
+            )
+            print(WHOLE_HEADER)
+            results["whole"] = whole_fit(args.cases, losses, repeats, args.pause)
+            imports = import_times()
+            results["import"] = imports
+            for module, seconds in imports.items():
+                print(f"import {module}: {seconds:.2f} s")
+        if "solver" in args.parts:
+            print(
+                f"\nthe loops alone, solver='mu', {max_iter} iterations, median of "
+                f"{repeats} runs; ms per iteration; speed-up = sklearn / skpapers"
+            )
+            print(HEADER)
+            results["solver"] = benchmark(
+                max_iter, repeats, losses, args.cases, ("solver",), args.pause
+            )
     if args.json:
         settings = {"max_iter": max_iter, "repeats": repeats, "pause": args.pause}
         with open(args.json, "w") as f:
@@ -277,7 +391,7 @@ def main(argv=None):
                 {
                     "environment": environment("numpy", "scipy", "sklearn", "skpapers"),
                     "settings": settings,
-                    "rows": rows,
+                    **results,
                 },
                 f,
                 indent=2,

@@ -7,8 +7,8 @@ need 30 GB.
 
 The data: 138,000 users x 27,000 items and 20 million ratings of 1 to 5 (the
 shape of MovieLens-20M), drawn from a rank-20 non-negative model plus noise,
-with a long tail of item popularity and of user activity (every user rates at
-least 20 items, as in MovieLens). 10% of the ratings are held out, keeping
+with a long tail of item popularity and of user activity (as in MovieLens,
+users rate about 20 items or more). 10% of the ratings are held out, keeping
 only those whose user and item have a rating left for training.
 
 Reported: time per iteration, the whole fit, the peak memory the fit adds
@@ -45,15 +45,19 @@ def make_ratings(scale=1.0, rank=RANK, noise=0.5, seed=0):
     rng = np.random.default_rng(seed)
     n_users, n_items = int(N_USERS * scale), N_ITEMS
     n_ratings = int(N_RATINGS * scale)
-    # user activity: a lognormal tail above the 20 ratings everyone gives
+    # user activity: a lognormal tail above the 20 ratings everyone gives;
+    # drawn a third over, since a user drawing an item twice rates it once
+    wanted = int(n_ratings * 1.35)
     extra = rng.lognormal(mean=0.0, sigma=1.2, size=n_users)
-    counts = 20 + np.floor(extra / extra.sum() * (n_ratings - 20 * n_users))
+    counts = 20 + np.floor(extra / extra.sum() * (wanted - 20 * n_users))
     users = np.repeat(np.arange(n_users, dtype=np.int32), counts.astype(np.int64))
     # item popularity: Zipf-like, so that a few items hold most ratings
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
     popularity = rng.permutation(popularity / popularity.sum())
     items = rng.choice(n_items, size=users.size, p=popularity).astype(np.int32)
     pairs = np.unique(users.astype(np.int64) * n_items + items)  # no repeats
+    if pairs.size > n_ratings:
+        pairs = np.sort(rng.choice(pairs, size=n_ratings, replace=False))
     users = (pairs // n_items).astype(np.int32)
     # an item nobody rated has no factor to learn: keep the rated ones (all of
     # them at full size; a few of the rarest at small --scale)

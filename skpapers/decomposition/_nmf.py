@@ -590,6 +590,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if init is None:
             small = k <= min(n_samples, n_features)
             init = "nndsvda" if small and not problem.unstored else "random"
+        if init == "nndsvd" and self.solver == "mu":  # as scikit-learn warns
+            warnings.warn(
+                "NMF: the multiplicative rules cannot move the zeros that "
+                "init='nndsvd' leaves, which makes for a poorer fit; try "
+                "init='nndsvda' or 'nndsvdar'.",
+                UserWarning,
+                stacklevel=external_stacklevel(),
+            )
         if init != "random" and k > min(n_samples, n_features):
             raise ValueError(
                 f"NMF: init={init!r} needs n_components <= min(n_samples, "

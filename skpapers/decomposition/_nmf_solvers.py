@@ -895,7 +895,7 @@ def fit_factors(
                 if beta <= 1:
                     H[H < _TINY] = 0.0
                 HHt = H @ H.T if plain_frobenius else None
-            checking = tol > 0 and n_iter % 10 == 0
+            checking = (tol > 0 or verbose) and n_iter % 10 == 0
             if checking or n_iter % loss_every == 0 or n_iter == max_iter:
                 divergence, objective = loss()
                 losses.append(objective)
@@ -907,6 +907,8 @@ def fit_factors(
                     print(
                         f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)"
                     )
+                if tol <= 0:
+                    continue
                 if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
                     break
                 previous_error = error

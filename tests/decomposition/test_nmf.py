@@ -628,6 +628,16 @@ def test_n_components_auto_as_scikit_learn(X):
     assert ours.n_components_ == theirs.n_components_ == 3
 
 
+def test_warnings_as_scikit_learn(X):
+    for estimator in (NMF(3, init="nndsvd"), SklearnNMF(3, solver="mu", init="nndsvd")):
+        with pytest.warns(UserWarning, match="nndsvda"):
+            estimator.fit(X)
+    W0, H0 = _custom_init(X, 3)
+    for estimator in (NMF(3), SklearnNMF(3, solver="mu")):
+        with pytest.warns(RuntimeWarning, match="init='custom'"):
+            estimator.fit(X, W=W0, H=H0)
+
+
 def test_convergence_warning_points_at_the_callers_line(X):
     with pytest.warns(ConvergenceWarning) as record:
         NMF(3, max_iter=3, random_state=0).fit(X)
