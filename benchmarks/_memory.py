@@ -1,16 +1,17 @@
 """Peak memory of one call, for the benchmarks' tables.
 
-On the CPU a call runs in a forked child process: the peak resident set of
-the child (``ru_maxrss``) less its resident set when the call starts is what
-the call added at its highest, counted afresh each time (in the parent, the
-allocator would reuse what an earlier run freed and hide it). On a GPU it is
-torch's peak of allocated memory during the call, less what was allocated
-before it.
+On the CPU a thread samples the process's resident set every millisecond
+while the call runs; the peak less the resident set at the start is what
+the call added at its highest. (A forked child would count it afresh, but
+torch's OpenMP threads do not survive a fork.) Large tensors are mapped and
+unmapped directly, so what an earlier run freed is mostly returned and not
+hidden by reuse; small allocations are, and the figure is a floor. On a GPU
+it is torch's peak of allocated memory during the call, less what was
+allocated before it.
 """
 
-import multiprocessing
 import os
-import resource
+import threading
 
 import torch
 
@@ -20,19 +21,7 @@ def _resident_bytes():
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _child(function, connection):
-    before = _resident_bytes()
-    try:
-        function()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        connection.send(max(peak - before, 0))
-    except BaseException as error:  # reported in the parent
-        connection.send(error)
-    finally:
-        connection.close()
-
-
-def peak_memory(function, device="cpu"):
+def peak_memory(function, device="cpu", interval=0.001):
     """Bytes that calling ``function()`` added at its peak, on ``device``."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
@@ -41,16 +30,22 @@ def peak_memory(function, device="cpu"):
         function()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(function, sender))
-    process.start()
-    sender.close()
-    result = receiver.recv()
-    process.join()
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    before = _resident_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(interval):
+            peak[0] = max(peak[0], _resident_bytes())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        function()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0], _resident_bytes()) - before
 
 
 def format_bytes(n_bytes):

@@ -7,9 +7,11 @@ Five parts, each printing one table, on images of ``make_shapes``:
   torchvision's ``MaskRCNN`` with the same backbone and sizes but
   torchvision's own parts where ours differ (``MultiScaleRoIAlign``,
   ``MaskRCNNPredictor``, ``GeneralizedRCNNTransform``), and with the same
-  optimizer on the same batches. A third row is torchvision's stock head sizes
+  optimizer, warm-up and step schedule on the same batches. A third row is
+  torchvision's stock head sizes
   (1024-wide box head, 256-channel mask head, 512 RoIs per image, 2000
-  proposals): the sizes the estimator's defaults were cut down from.
+  proposals): the sizes the estimator's defaults were cut down from. Each
+  run's peak memory (``_memory.peak_memory``) is reported beside its speed.
 - ``predict``: inference images per second of ``predict`` (masks pasted and
   thresholded, arrays returned) against the peer network's forward pass in
   evaluation mode.
@@ -47,6 +49,7 @@ import time
 import numpy as np
 import torch
 from _environment import environment
+from _memory import format_bytes, peak_memory
 from scipy import ndimage
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -55,14 +58,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from skpapers.datasets import SHAPE_NAMES, make_shapes
 from skpapers.metrics import mask_average_precision
-from skpapers.segmentation import MaskRCNNSegmenter
-from skpapers.segmentation._maskrcnn import (
-    _build_model,
-    _image_tensor,
-    _lr_factor,
-    _make_optimizer,
-    _target_tensors,
-)
+from skpapers.segmentation import MaskRCNNSegmenter, build_maskrcnn
 from skpapers.segmentation._model import _OPS
 
 PARTS = ("train", "predict", "roi", "converge", "ladder")
@@ -95,9 +91,17 @@ def estimator(**params):
 
 
 def our_network(segmenter):
-    """The network ``segmenter`` trains, untrained."""
+    """The network ``segmenter`` trains (small backbone), untrained."""
     torch.manual_seed(SEED)
-    return _build_model(**segmenter._architecture_for(N_CLASSES - 1))
+    return build_maskrcnn(
+        N_CLASSES,
+        roi_op=segmenter.roi_op,
+        mask_loss=segmenter.mask_loss,
+        class_agnostic=segmenter.class_agnostic,
+        mask_dilation=segmenter.mask_dilation,
+        image_size=segmenter.image_size,
+        score_threshold=0.05,  # the estimator's, for COCO's AP
+    )
 
 
 def torchvision_network(segmenter, *, stock=False):
@@ -130,9 +134,27 @@ def torchvision_network(segmenter, *, stock=False):
 
 
 def encode(X, y):
-    classes = {label: label for label in (1, 2, 3)}
-    images = [_image_tensor(image.astype(np.float32) / 255) for image in X]
-    return images, [_target_tensors(target, classes) for target in y]
+    """Images as ``Tensor[3, H, W]`` in [0, 1] and targets as dicts of tensors."""
+    images = [
+        torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)) / 255).float()
+        for image in X
+    ]
+    targets = [
+        {
+            "boxes": torch.as_tensor(target["boxes"], dtype=torch.float32),
+            "labels": torch.as_tensor(target["labels"], dtype=torch.int64),
+            "masks": torch.as_tensor(target["masks"], dtype=torch.uint8),
+        }
+        for target in y
+    ]
+    return images, targets
+
+
+def warmup_and_steps(step, total, warmup=50):
+    """The estimator's schedule, as a factor of the rate: linear warm-up,
+    halved at 60% and 85% of the steps."""
+    factor = 0.5 ** ((step >= 0.6 * total) + (step >= 0.85 * total))
+    return factor * min(1.0, (step + 1) / warmup)
 
 
 def train_plain(model, images, targets, segmenter):
@@ -140,12 +162,13 @@ def train_plain(model, images, targets, segmenter):
 
     The same optimizer, warm-up and batches.
     """
-    optimizer = _make_optimizer(
-        model.parameters(), segmenter.optimizer, segmenter.lr, segmenter.weight_decay
+    # the estimator's defaults: AdamW at 0.002 (lr=None), weight decay 1e-4
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=0.002, weight_decay=segmenter.weight_decay
     )
     total = -(-len(images) // segmenter.batch_size) * segmenter.max_epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total)
+        optimizer, lambda step: warmup_and_steps(step, total)
     )
     model.train()
     torch.manual_seed(SEED)
@@ -194,19 +217,23 @@ def speed_rows(runners, n_images, repeats):
                 "cpu_s": cpus[name],
                 "ratio": walls[name] / walls[first],
                 "ratio_cpu": cpus[name] / cpus[first],
+                "peak_bytes": peak_memory(runners[name]),
             }
         )
         print(format_speed_row(rows[-1]), flush=True)
     return rows
 
 
-SPEED_HEADER = f"{'network':<34} {'images/s':>9} {'wall s':>8} {'time / ours':>12}"
+SPEED_HEADER = (
+    f"{'network':<34} {'images/s':>9} {'wall s':>8} {'time / ours':>21} {'peak MiB':>9}"
+)
 
 
 def format_speed_row(row):
     return (
         f"{row['network']:<34} {row['images_per_s']:>9.1f} {row['wall_s']:>8.2f} "
         f"{row['ratio']:>6.2f}x ({row['ratio_cpu']:.2f}x cpu)"
+        f" {format_bytes(row['peak_bytes']).split()[0]:>9}"
     )
 
 
