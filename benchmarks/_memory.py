@@ -1,16 +1,22 @@
 """Peak memory of one call, for the benchmarks' tables.
 
-On the CPU a thread samples the process's resident set every millisecond
-while the call runs; the peak less the resident set at the start is what
-the call added at its highest. (A forked child would count it afresh, but
-torch's OpenMP threads do not survive a fork.) Large tensors are mapped and
-unmapped directly, so what an earlier run freed is mostly returned and not
-hidden by reuse; small allocations are, and the figure is a floor. On a GPU
-it is torch's peak of allocated memory during the call, less what was
+On the CPU a picklable call runs in a fresh (spawned) process, and the
+figure is that process's peak resident set (``ru_maxrss``): the interpreter,
+the imports and torch's first-use set-up (about 165 MiB with torch 2.14),
+which every runner of a table shares, plus what the call itself holds at its
+highest. Differences between the runners of a row are their differences.
+(In the benchmark's own process the allocator reuses what earlier runs freed
+and hides it; and torch's OpenMP threads do not survive a fork.) A call that
+cannot be pickled runs here while a thread samples the resident set every
+millisecond, and the figure is what it added above the start: a floor. On
+a GPU it is torch's peak of allocated memory during the call, less what was
 allocated before it.
 """
 
+import multiprocessing
 import os
+import pickle
+import resource
 import threading
 
 import torch
@@ -21,8 +27,30 @@ def _resident_bytes():
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _child(function, threads, connection):
+    torch.set_num_threads(threads)
+    function()
+    connection.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    connection.close()
+
+
+def _in_child(function):
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    args = (function, torch.get_num_threads(), sender)
+    process = context.Process(target=_child, args=args)
+    process.start()
+    sender.close()
+    try:
+        return receiver.recv()
+    except EOFError:
+        raise RuntimeError("the memory measurement's process failed") from None
+    finally:
+        process.join()
+
+
 def peak_memory(function, device="cpu", interval=0.001):
-    """Bytes that calling ``function()`` added at its peak, on ``device``."""
+    """Peak bytes of calling ``function()`` on ``device`` (see the module)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -30,6 +58,18 @@ def peak_memory(function, device="cpu", interval=0.001):
         function()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
+    try:
+        pickle.dumps(function)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        pass
+    else:
+        return _in_child(function)
+    return _sampled(function, interval)
+
+
+def _sampled(function, interval=0.001):
+    """Run ``function()`` while a thread samples the resident set; the peak
+    less the resident set at the start."""
     before = _resident_bytes()
     peak = [before]
     done = threading.Event()

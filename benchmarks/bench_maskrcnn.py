@@ -43,6 +43,7 @@ script asserts nothing about them.
 """
 
 import argparse
+import functools
 import json
 import time
 
@@ -243,16 +244,20 @@ def train_rows(n_images, repeats):
     images, targets = encode(X, y)
     same = torchvision_network(segmenter)
     stock = torchvision_network(segmenter, stock=True)
-    runners = {
-        "MaskRCNNSegmenter.fit": lambda: estimator(max_epochs=1).fit(X, y),
-        "torchvision MaskRCNN, same sizes": lambda: train_plain(
-            same, images, targets, segmenter
+    runners = {  # picklable, so that peak_memory runs each in a fresh process
+        "MaskRCNNSegmenter.fit": functools.partial(fit_estimator, X, y),
+        "torchvision MaskRCNN, same sizes": functools.partial(
+            train_plain, same, images, targets, segmenter
         ),
-        "torchvision MaskRCNN, stock heads": lambda: train_plain(
-            stock, images, targets, segmenter
+        "torchvision MaskRCNN, stock heads": functools.partial(
+            train_plain, stock, images, targets, segmenter
         ),
     }
     return speed_rows(runners, n_images, repeats)
+
+
+def fit_estimator(X, y):
+    return estimator(max_epochs=1).fit(X, y)
 
 
 def predict_rows(n_images, repeats):
