@@ -1,14 +1,13 @@
 """Peak memory of one call, for the benchmarks' tables.
 
-On the CPU a picklable call runs in a fresh (spawned) process, and the
-figure is that process's peak resident set (``ru_maxrss``): the interpreter,
-the imports and torch's first-use set-up (about 165 MiB with torch 2.14),
-which every runner of a table shares, plus what the call itself holds at its
-highest. Differences between the runners of a row are their differences.
-(In the benchmark's own process the allocator reuses what earlier runs freed
-and hides it; and torch's OpenMP threads do not survive a fork.) A call that
-cannot be pickled runs here while a thread samples the resident set every
-millisecond, and the figure is what it added above the start: a floor. On
+On the CPU a thread samples the resident set every millisecond while the
+call runs, and the figure is its peak above the resident set at the start.
+A picklable call runs in a fresh (spawned) process, so that nothing an
+earlier run freed is reused and hidden (and torch's OpenMP threads do not
+survive a fork); the figure then includes torch's first-use set-up of its
+kernels, about 165 MiB with torch 2.14 on the CPU, which every runner of a
+table pays alike: differences between the runners of a row are their
+differences. A call that cannot be pickled runs in this process: a floor. On
 a GPU it is torch's peak of allocated memory during the call, less what was
 allocated before it.
 """
@@ -16,7 +15,6 @@ allocated before it.
 import multiprocessing
 import os
 import pickle
-import resource
 import threading
 
 import torch
@@ -29,8 +27,7 @@ def _resident_bytes():
 
 def _child(function, threads, connection):
     torch.set_num_threads(threads)
-    function()
-    connection.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    connection.send(_sampled(function))
     connection.close()
 
 

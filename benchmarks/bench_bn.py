@@ -15,7 +15,7 @@ Three parts, each printing one table:
   each epoch as the estimator's net does (``seed + epoch``), which is what
   makes the steps the same. Target: the whole fit at most 1.1 times the
   plain loop. Each run's peak memory (``_memory.peak_memory``: the peak
-  resident set of a fresh process making the run) is reported beside its
+  resident set a fresh process adds making the run) is reported beside its
   time.
 - ``accuracy``: seconds and epochs of training until the test accuracy on
   ``load_digits`` first reaches 95%, against scikit-learn's
@@ -547,8 +547,8 @@ def main(argv=None):
                 f"\nepoch: {args.activation} BN-MLP, SGD lr={settings['lr']} "
                 f"momentum={settings['momentum']}; ms per epoch (median of "
                 f"{repeats} runs: fit time / epochs; '(epoch)': the epochs alone); "
-                "target ours/plain <= 1.1; MiB: peak RSS of a fresh process "
-                "making the fit"
+                "target ours/plain <= 1.1; MiB: peak RSS a fit adds in a fresh "
+                "process"
             )
             print(EPOCH_HEADER)
             rows["epoch"] = epoch_rows(

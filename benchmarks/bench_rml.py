@@ -13,8 +13,8 @@ pairs of ``load_cmudict_g2p`` (words drawn with a fixed seed):
   order and draw the same samples (each epoch seeded as the estimator's net
   seeds it), so they end on the same training loss: the time between them is
   overhead. Target: the whole fit at most 1.1 times the plain loop. Each
-  fit's peak memory (``_memory.peak_memory``: the peak resident set of a
-  fresh process making the fit) is reported beside its time.
+  fit's peak memory (``_memory.peak_memory``: the peak resident set a
+  fresh process adds making the fit) is reported beside its time.
 - ``sampling``: the share of a training step spent in
   ``sample_payoff_batch``, per reward: the sampler alone on a run of batches
   against whole steps (sampling, teacher forcing, forward, backward, clipping,
@@ -590,8 +590,8 @@ def main(argv=None):
             f"\ntrain: target tokens per second (median of {repeats} runs, "
             f"{settings['epochs']} epoch(s) each: tokens / fit time; '(epoch)': "
             "the estimator's epochs alone); ours/plain = time ratio, '(cpu)' of "
-            "process CPU time; target <= 1.1; MiB: peak RSS of a fresh process "
-            "making the fit"
+            "process CPU time; target <= 1.1; MiB: peak RSS a fit adds in a fresh "
+            "process"
         )
         print(TRAIN_HEADER)
         rows["train"] = train_rows(X, y, settings["taus"], settings["epochs"], repeats)
