@@ -336,7 +336,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             with np.errstate(over="ignore"):  # a loss beyond the range is inf
                 components = result.H * scale_H
             # the W that transform(X) gives, so that the two agree exactly
-            W, H, scale_H = self._transform(problem, components)
+            W, H, scale_H = self._transform(problem, components, guess=result.W)
             divergence = beta_divergence(problem, W / (scale / scale_H), H, beta)
             if result.n_iter == self.max_iter and self.tol > 0:
                 warnings.warn(
@@ -375,9 +375,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         problem = self._problem(X, "transform")
         return self._transform(problem, self.components_)[0]
 
-    def _transform(self, problem, components):
+    def _transform(self, problem, components, guess=None):
         """``W`` for ``problem`` with ``H = components``, that ``H`` in the
-        problem's scale and the power of two it was divided by."""
+        problem's scale and the power of two it was divided by. ``guess``, a
+        nearby ``W`` in the problem's scale, speeds up the exact solve without
+        changing its answer."""
         beta = self._check_beta(problem)
         scale, scale_H = problem.scale, _scale_of(components)
         if scale != 1 or scale_H != 1:  # W / scale_W of the size of X / scale
@@ -395,10 +397,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             dtype=problem.dtype,
         )
         if problem.complete and beta != 2:  # the Frobenius solution: far closer
-            exact = solve_frobenius_W(problem, H)
+            exact = solve_frobenius_W(problem, H, guess=guess)
             # multiplicative updates cannot leave zero: keep a little of start
             start = np.maximum(exact, 0.01 * start, out=exact)
-        W = self._solve_W(problem, H, start, beta, regularization)
+        W = self._solve_W(problem, H, start, beta, regularization, guess)
         with np.errstate(over="ignore"):
             W *= scale_W
         return W, H, scale_H
@@ -624,7 +626,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             l2_H=n_samples * alpha_H * (1.0 - self.l1_ratio),
         )
 
-    def _solve_W(self, problem, H, W, beta, regularization):
+    def _solve_W(self, problem, H, W, beta, regularization, guess=None):
         """Solve for ``W`` with ``H`` fixed, from ``W``.
 
         The Frobenius subproblem of complete data is a batch of small
@@ -634,7 +636,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         if beta == 2 and problem.complete:
             return solve_frobenius_W(
-                problem, H, regularization.l1_W, regularization.l2_W
+                problem, H, regularization.l1_W, regularization.l2_W, guess
             )
         return fit_factors(
             problem,

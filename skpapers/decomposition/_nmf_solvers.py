@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
 from sklearn.utils.extmath import randomized_svd
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
 
 # Floor for denominators and for W @ H before a division or a negative power;
 # scikit-learn uses the same value, which keeps the two "mu" solvers in step.
@@ -507,25 +507,38 @@ def frobenius_mu_steps(A, XBt, BBt, l1, l2, n_steps, delta=_INNER_DELTA):
     than ``delta`` times the first step did. ``n_steps=1`` is the paper's rule.
     """
     previous = A.copy() if n_steps > 1 else None
+    # products of n x k by k x k: BLAS's threads cost more than they save
+    one_thread = (
+        _blas().limit(limits=1, user_api="blas")
+        if previous is not None
+        else nullcontext()
+    )
     first_change = None
-    for _ in range(n_steps):
-        den = A @ BBt
-        if l1:
-            den += l1
-        if l2:
-            den += l2 * A
-        den[den == 0] = EPSILON
-        A *= np.divide(XBt, den, out=den)
-        if previous is None:
-            break
-        np.subtract(previous, A, out=previous)
-        change = float(np.vdot(previous, previous))
-        if first_change is None:
-            first_change = change
-        elif change <= delta**2 * first_change:
-            break
-        previous[...] = A
+    with one_thread:
+        for _ in range(n_steps):
+            den = A @ BBt
+            if l1:
+                den += l1
+            if l2:
+                den += l2 * A
+            den[den == 0] = EPSILON
+            A *= np.divide(XBt, den, out=den)
+            if previous is None:
+                break
+            np.subtract(previous, A, out=previous)
+            change = float(np.vdot(previous, previous))
+            if first_change is None:
+                first_change = change
+            elif change <= delta**2 * first_change:
+                break
+            previous[...] = A
     return A
+
+
+@functools.cache
+def _blas():
+    """A controller of the BLAS thread pools, made once: cheap limits."""
+    return ThreadpoolController()
 
 
 def additive_step(terms, A, learning_rate):
@@ -608,7 +621,7 @@ def accelerated_frobenius_step(terms, A, l1, l2, n_inner):
     return A
 
 
-def nnls_rows(gram, targets, max_iter=None):
+def nnls_rows(gram, targets, max_iter=None, guess=None):
     """Solve ``min 1/2 x^T G x - t^T x`` over ``x >= 0`` for each row ``t``.
 
     Every row of ``targets`` is one non-negative least-squares problem sharing
@@ -627,6 +640,10 @@ def nnls_rows(gram, targets, max_iter=None):
         One ``t`` per row.
     max_iter : int, default=None
         Most pivoting rounds; ``None`` is ``10 k + 50``.
+    guess : ndarray of shape (n, k), default=None
+        Where the solutions are positive, if known (a nearby iterate): the
+        pivoting then starts there and ends in a round or two. The solutions
+        do not depend on it.
 
     Returns
     -------
@@ -644,14 +661,16 @@ def nnls_rows(gram, targets, max_iter=None):
     G = G / np.outer(d, d)
     T = T / (d * unit)
     max_iter = 10 * k + 50 if max_iter is None else max_iter
-    passive = np.zeros((n, k), dtype=bool)
-    x = np.zeros((n, k))
-    gradient = -T
+    if guess is None:
+        passive = np.zeros((n, k), dtype=bool)
+        x, gradient = np.zeros((n, k)), -T
+    else:  # solve on the guessed positive variables first
+        passive = np.asarray(guess) > 0
+        x, gradient = _solve_passive(G, T, passive)
     slack = 1e-12  # rounding leaves values of about eps: not a wrong sign
     fewest = np.full(n, k + 1)  # fewest wrong signs seen, per row
     chances = np.full(n, 3)  # full swaps left before the one-by-one rule
     todo = np.arange(n)
-    diagonal = np.eye(k, dtype=bool)
     for _ in range(max_iter):
         P = passive[todo]
         wrong = (P & (x[todo] < -slack)) | (~P & (gradient[todo] < -slack))
@@ -672,17 +691,31 @@ def nnls_rows(gram, targets, max_iter=None):
             chances[todo[one_by_one]] = 0
         P ^= wrong
         passive[todo] = P
-        # each row's system on its passive variables, the identity elsewhere
-        M = np.where(P[:, :, None] & P[:, None, :], G, 0.0)
-        M[:, diagonal] = np.where(P, M[:, diagonal], 1.0)
-        solution = np.linalg.solve(M, np.where(P, T[todo], 0.0)[:, :, None])[..., 0]
-        x[todo] = solution
-        gradient[todo] = np.where(P, 0.0, solution @ G - T[todo])
+        x[todo], gradient[todo] = _solve_passive(G, T[todo], P)
     x *= unit / d
     return np.maximum(x, 0, out=x)
 
 
-def solve_frobenius_W(problem, H, l1=0.0, l2=0.0):
+def _solve_passive(G, T, passive, chunk=2048):
+    """Each row's solution on its passive variables (0 elsewhere), and the
+    gradient on the others (0 on the passive ones); rows a chunk at a time,
+    so that the stacked ``k x k`` systems stay a few megabytes."""
+    n, k = T.shape
+    x, gradient = np.empty((n, k)), np.empty((n, k))
+    diagonal = np.eye(k, dtype=bool)
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        P, t = passive[part], T[part]
+        # the system on the passive variables, the identity elsewhere
+        M = np.where(P[:, :, None] & P[:, None, :], G, 0.0)
+        M[:, diagonal] = np.where(P, M[:, diagonal], 1.0)
+        solution = np.linalg.solve(M, np.where(P, t, 0.0)[:, :, None])[..., 0]
+        x[part] = solution
+        gradient[part] = np.where(P, 0.0, solution @ G - t)
+    return x, gradient
+
+
+def solve_frobenius_W(problem, H, l1=0.0, l2=0.0, guess=None):
     """The exact ``W >= 0`` minimising the penalised Frobenius loss, ``H`` fixed.
 
     The problem must have no missing entries. ``H H^T`` gets a ridge of a few
@@ -697,7 +730,7 @@ def solve_frobenius_W(problem, H, l1=0.0, l2=0.0):
     targets = problem.dot(H.T).astype(np.float64, copy=False)
     if l1:
         targets = targets - l1
-    return nnls_rows(gram, targets).astype(problem.dtype, copy=False)
+    return nnls_rows(gram, targets, guess=guess).astype(problem.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------
