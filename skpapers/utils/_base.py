@@ -121,6 +121,18 @@ class SkorchEstimatorMixin(ArraysOnSave):
             if is_routed(name) or name in extra
         }
 
+    def _net_params(self):
+        """What the estimator adds to the parameters of the net it builds: the
+        routed parameters, and at ``verbose=0`` no ``print_log`` callback
+        (skorch's would format a table each epoch only to drop it)."""
+        routed = self._routed_params()
+        quiet = {}
+        if not self.verbose and not any(
+            name.startswith("callbacks__print_log") for name in routed
+        ):
+            quiet["callbacks__print_log"] = None
+        return {**quiet, **routed}
+
     def get_params(self, deep=True):
         """Parameters of this estimator, routed ones (``optimizer__*``...) included.
 
@@ -337,9 +349,13 @@ class TrainingNetMixin:
         return None
 
     def _snapshot(self):
+        optimizer = self.optimizer_.state_dict()
         return {
-            "module": _cloned(self.module_.state_dict()),
-            "optimizer": _cloned(self.optimizer_.state_dict()),
+            "module": {k: v.clone() for k, v in self.module_.state_dict().items()},
+            "optimizer": {
+                "state": _cloned(optimizer["state"]),
+                "param_groups": _cloned(optimizer["param_groups"]),
+            },
             "epochs": len(self.history),
         }
 
