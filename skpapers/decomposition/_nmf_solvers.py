@@ -480,6 +480,7 @@ def multiplicative_step(terms, A, beta):
 # stopping once a step moves the factor less than _INNER_DELTA times the first.
 _INNER_RATIO = 0.5
 _INNER_DELTA = 0.1
+_INNER_CHECK = 4
 # Inner accelerated projected-gradient steps of the additive solver.
 _ADDITIVE_N_INNER = 5
 
@@ -503,35 +504,47 @@ def frobenius_mu_steps(A, XBt, BBt, l1, l2, n_steps, delta=_INNER_DELTA):
     """Up to ``n_steps`` Frobenius multiplicative updates of ``A``, in place.
 
     ``X B^T`` and ``B B^T`` are fixed while ``B`` is: each step costs
-    ``O(n k^2)``. After the first, stop when a step changes ``A`` by less
-    than ``delta`` times the first step did. ``n_steps=1`` is the paper's rule.
+    ``O(n k^2)``. Every ``_INNER_CHECK`` steps, stop if that step changed
+    ``A`` by less than ``delta`` times the first step did. ``n_steps=1`` is
+    the paper's rule.
     """
-    previous = A.copy() if n_steps > 1 else None
-    # products of n x k by k x k: BLAS's threads cost more than they save
-    one_thread = (
-        _blas().limit(limits=1, user_api="blas")
-        if previous is not None
-        else nullcontext()
-    )
+    if n_steps == 1:
+        return _frobenius_mu_step(A, XBt, BBt, l1, l2)
     first_change = None
-    with one_thread:
-        for _ in range(n_steps):
-            den = A @ BBt
-            if l1:
-                den += l1
-            if l2:
-                den += l2 * A
-            den[den == 0] = EPSILON
-            A *= np.divide(XBt, den, out=den)
-            if previous is None:
-                break
-            np.subtract(previous, A, out=previous)
+    # products of n x k by k x k: BLAS's threads cost more than they save
+    with _blas().limit(limits=1, user_api="blas"):
+        for step in range(n_steps):
+            if step % _INNER_CHECK:
+                _frobenius_mu_step(A, XBt, BBt, l1, l2, floor_zeros_only=False)
+                continue
+            previous = A.copy()
+            _frobenius_mu_step(A, XBt, BBt, l1, l2, floor_zeros_only=not step)
+            previous -= A
             change = float(np.vdot(previous, previous))
             if first_change is None:
                 first_change = change
             elif change <= delta**2 * first_change:
                 break
-            previous[...] = A
+    return A
+
+
+def _frobenius_mu_step(A, XBt, BBt, l1, l2, floor_zeros_only=True):
+    """One Frobenius multiplicative update of ``A``, in place.
+
+    The denominator's zeros become ``EPSILON``, as in scikit-learn's rule (the
+    first step of a block); later inner steps floor the whole denominator
+    there instead, in one pass.
+    """
+    den = A @ BBt
+    if l1:
+        den += l1
+    if l2:
+        den += l2 * A
+    if floor_zeros_only:
+        den[den == 0] = EPSILON
+    else:
+        np.maximum(den, EPSILON, out=den)
+    A *= np.divide(XBt, den, out=den)
     return A
 
 
@@ -815,6 +828,7 @@ def fit_factors(
     update_H=True,
     n_inner="auto",
     loss_every=1,
+    check_every=10,
     error_reference=None,
     verbose=0,
 ):
@@ -855,6 +869,11 @@ def fit_factors(
         checking ``tol``, every 10, and after the last). Outside the
         Frobenius loss of complete data, where it comes free with the
         products, an evaluation costs about as much as an iteration.
+    check_every : int
+        Check ``tol`` after every ``check_every``-th iteration (scikit-learn:
+        10), always over the last 10 iterations. Fewer iterations between
+        checks stop sooner after the rule holds; the loss must then be
+        evaluated at least as often (``loss_every``).
     error_reference : float, default=None
         The error that ``tol`` is relative to; ``None``: the error at the
         start. A solve that continues another passes that one's.
@@ -909,8 +928,8 @@ def fit_factors(
         if update_H:
             losses[0] += penalty(H, reg.l1_H, reg.l2_H)
         evaluated = [0]
-        previous_error = np.sqrt(2 * initial)
-        error_at_init = previous_error if error_reference is None else error_reference
+        errors = {0: np.sqrt(2 * initial)}  # by iteration, where evaluated
+        error_at_init = errors[0] if error_reference is None else error_reference
         start = time.perf_counter()
         n_iter = 0
         for n_iter in range(1, max_iter + 1):
@@ -928,23 +947,20 @@ def fit_factors(
                 if beta <= 1:
                     H[H < _TINY] = 0.0
                 HHt = H @ H.T if plain_frobenius else None
-            checking = (tol > 0 or verbose) and n_iter % 10 == 0
-            if checking or n_iter % loss_every == 0 or n_iter == max_iter:
+            checking = tol > 0 and n_iter >= 10 and n_iter % check_every == 0
+            printing = verbose and n_iter % 10 == 0
+            if checking or printing or n_iter % loss_every == 0 or n_iter == max_iter:
                 divergence, objective = loss()
                 losses.append(objective)
                 evaluated.append(n_iter)
-            if checking:
-                error = np.sqrt(2 * divergence)
-                if verbose:
-                    elapsed = time.perf_counter() - start
-                    print(
-                        f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)"
-                    )
-                if tol <= 0:
-                    continue
-                if error_at_init == 0 or (previous_error - error) / error_at_init < tol:
+                errors[n_iter] = np.sqrt(2 * divergence)
+            if printing:
+                elapsed = time.perf_counter() - start
+                print(f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)")
+            if checking:  # the fall of the error over the last 10 iterations
+                fall = errors[n_iter - 10] - errors[n_iter]
+                if error_at_init == 0 or fall / error_at_init < tol:
                     break
-                previous_error = error
     return FitResult(
         W=W,
         H=H,
