@@ -512,7 +512,7 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
             seed=seed,
         )
         # routed parameters override the estimator's: optimizer__momentum wins
-        params.update(self._net_params())
+        params.update(self._net_params(validation=train_split is not None))
         return BatchNormNet(BatchNormMLP, **params)
 
     def _set_fitted(self, net, classes):

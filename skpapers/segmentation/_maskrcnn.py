@@ -374,7 +374,7 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
             augment=self.augment,
             architecture=architecture,
         )
-        params.update(self._net_params())  # routed parameters win
+        params.update(self._net_params(validation=False))  # routed ones win
         return MaskRCNNNet(model, **params)
 
     def _train(self, net, images, targets, classes, device, epochs):

@@ -637,7 +637,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
             seed=seed,
             max_payoff_bytes=self.max_payoff_bytes,
         )
-        params.update(self._net_params())  # routed parameters win
+        params.update(self._net_params(validation=valid is not None))
         return RMLNet(Seq2Seq, **params)
 
     @names_estimator

@@ -121,17 +121,22 @@ class SkorchEstimatorMixin(ArraysOnSave):
             if is_routed(name) or name in extra
         }
 
-    def _net_params(self):
+    def _net_params(self, *, validation=True):
         """What the estimator adds to the parameters of the net it builds: the
-        routed parameters, and at ``verbose=0`` no ``print_log`` callback
-        (skorch's would format a table each epoch only to drop it)."""
+        routed parameters; at ``verbose=0`` no ``print_log`` callback (skorch's
+        would format a table each epoch only to drop it), and without
+        ``validation`` data none of skorch's validation scores (each is
+        called at every step and epoch for nothing)."""
         routed = self._routed_params()
-        quiet = {}
-        if not self.verbose and not any(
-            name.startswith("callbacks__print_log") for name in routed
-        ):
-            quiet["callbacks__print_log"] = None
-        return {**quiet, **routed}
+        idle = ["print_log"] if not self.verbose else []
+        if not validation:
+            idle += ["valid_loss", "valid_acc"]
+        dropped = {
+            f"callbacks__{name}": None
+            for name in idle
+            if not any(key.startswith(f"callbacks__{name}") for key in routed)
+        }
+        return {**dropped, **routed}
 
     def get_params(self, deep=True):
         """Parameters of this estimator, routed ones (``optimizer__*``...) included.
