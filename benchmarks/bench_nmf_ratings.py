@@ -123,7 +123,6 @@ def main():
         init="random",
         random_state=0,
         max_iter=args.max_iter,
-        tol=0,
         alpha_W=args.alpha,
         inner_iter=inner,
         verbose=1,

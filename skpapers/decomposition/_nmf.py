@@ -339,7 +339,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             with np.errstate(over="ignore"):  # a loss beyond the range is inf
                 components = result.H * scale_H
             # the W that transform(X) gives, so that the two agree exactly
-            W, H, scale_H = self._transform(problem, components, guess=result.W)
+            W, H, scale_H = self._transform(
+                problem, components, guess=result.W * scale_W
+            )
             divergence = beta_divergence(problem, W / (scale / scale_H), H, beta)
             if result.n_iter == self.max_iter and self.tol > 0:
                 warnings.warn(
@@ -380,9 +382,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _transform(self, problem, components, guess=None):
         """``W`` for ``problem`` with ``H = components``, that ``H`` in the
-        problem's scale and the power of two it was divided by. ``guess``, a
-        nearby ``W`` in the problem's scale, speeds up the exact solve without
-        changing its answer."""
+        problem's scale and the power of two it was divided by.
+
+        ``guess``, a nearby ``W`` (the fit's last), speeds up the exact
+        Frobenius solve without changing its answer; with missing entries,
+        where no exact solve exists, it is where the solve starts, so that
+        ``fit_transform`` agrees with ``transform`` to the solver's tolerance
+        rather than exactly."""
         beta = self._check_beta(problem)
         scale, scale_H = problem.scale, _scale_of(components)
         if scale != 1 or scale_H != 1:  # W / scale_W of the size of X / scale
@@ -403,6 +409,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             exact = solve_frobenius_W(problem, H, guess=guess)
             # multiplicative updates cannot leave zero: keep a little of start
             start = np.maximum(exact, 0.01 * start, out=exact)
+        elif not problem.complete and guess is not None:
+            start = (guess / scale_W).astype(problem.dtype)
         W = self._solve_W(problem, H, start, beta, regularization, guess)
         with np.errstate(over="ignore"):
             W *= scale_W

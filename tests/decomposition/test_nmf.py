@@ -796,3 +796,14 @@ def test_predict_entries_checks_its_indices(X):
         nmf.predict_entries(W, [0.5], [0])
     with pytest.raises(ValueError, match="as long"):
         nmf.predict_entries(W, [0, 1], [0])
+
+
+@pytest.mark.parametrize("beta_loss", ["frobenius", "kullback-leibler"])
+def test_with_missing_values_fit_transform_is_transform_to_tolerance(X, beta_loss):
+    data = X.copy()
+    data[np.random.RandomState(3).rand(*X.shape) < 0.2] = np.nan
+    nmf = NMF(3, beta_loss=beta_loss, init="random", random_state=0)
+    nmf.set_params(max_iter=2000, tol=1e-8)
+    W = nmf.fit_transform(data)
+    # from the fit's last W there, from a flat start here: the same optimum
+    assert_allclose(nmf.transform(data), W, rtol=0, atol=2e-3 * W.max())
