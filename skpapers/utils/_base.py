@@ -258,7 +258,8 @@ class SkorchEstimatorMixin(ArraysOnSave):
         if rules and not any(rule.misses_ >= rule.patience for rule in rules):
             warnings.warn(
                 f"{type(self).__name__}: max_epochs={self.max_epochs} reached "
-                "before the stopping rule was met; raise max_epochs (or tol).",
+                "before the stopping rule was met; raise max_epochs"
+                f"{' (or tol)' if 'tol' in self.get_params(deep=False) else ''}.",
                 ConvergenceWarning,
                 stacklevel=stacklevel + 1,
             )
