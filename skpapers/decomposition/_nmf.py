@@ -405,13 +405,16 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             np.sqrt(mean / len(components)),
             dtype=problem.dtype,
         )
+        # tol is relative to the error of this flat W, as the fit's is to the
+        # error at its start: the same for fit_transform and transform
+        reference = np.sqrt(2 * beta_divergence(problem, start, H, beta))
         if problem.complete and beta != 2:  # the Frobenius solution: far closer
             exact = solve_frobenius_W(problem, H, guess=guess)
             # multiplicative updates cannot leave zero: keep a little of start
             start = np.maximum(exact, 0.01 * start, out=exact)
         elif not problem.complete and guess is not None:
             start = (guess / scale_W).astype(problem.dtype)
-        W = self._solve_W(problem, H, start, beta, regularization, guess)
+        W = self._solve_W(problem, H, start, beta, regularization, guess, reference)
         with np.errstate(over="ignore"):
             W *= scale_W
         return W, H, scale_H
@@ -637,7 +640,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             l2_H=n_samples * alpha_H * (1.0 - self.l1_ratio),
         )
 
-    def _solve_W(self, problem, H, W, beta, regularization, guess=None):
+    def _solve_W(self, problem, H, W, beta, regularization, guess=None, reference=None):
         """Solve for ``W`` with ``H`` fixed, from ``W``.
 
         The Frobenius subproblem of complete data is a batch of small
@@ -661,6 +664,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             tol=max(self.tol, 10 * np.finfo(problem.dtype).eps) if self.tol else 0,
             update_H=False,
             loss_every=_loss_every(problem, beta),
+            error_reference=reference,
         ).W
 
     @property
