@@ -26,6 +26,7 @@ from hypothesis.extra import numpy as hnp
 from skpapers.datasets import load_cmudict_g2p, make_low_rank_ratings, make_shapes
 from skpapers.decomposition import NMF
 from skpapers.neural_network import BatchNormMLPClassifier
+from skpapers.segmentation import MaskRCNNSegmenter
 from skpapers.sequence import RMLSequencePredictor
 
 PROFILE = "skpapers-properties"
@@ -45,6 +46,11 @@ deterministic_unshrunk = settings(
 )
 
 DTYPES = [np.float32, np.float64]
+
+# the torch estimators: a few examples each (a fit takes up to a second)
+torch_examples = settings(deterministic, max_examples=20)
+torch_examples_unshrunk = settings(deterministic_unshrunk, max_examples=20)
+mask_rcnn_examples = settings(deterministic, max_examples=12)
 
 
 # -- strategies --------------------------------------------------------------
@@ -578,7 +584,7 @@ def _check_bn_fit(X, y):
     assert set(predicted.tolist()) <= set(bn.classes_.tolist())
 
 
-@deterministic
+@torch_examples
 @given(data=st.data())
 def test_bn_fit_gives_finite_probabilities_or_a_named_error(data):
     X = data.draw(tables())
@@ -586,7 +592,7 @@ def test_bn_fit_gives_finite_probabilities_or_a_named_error(data):
     _check_bn_fit(X, y)
 
 
-@deterministic_unshrunk
+@torch_examples_unshrunk
 @given(data=st.data())
 def test_bn_fit_near_the_dtype_max(data):
     X = data.draw(matrices(min_side=2, max_side=7, near_max=True))
@@ -636,7 +642,7 @@ def _check_fitted_bn(bn, X, y, score_y):
     )
 
 
-@deterministic
+@torch_examples
 @given(data=st.data())
 def test_a_fitted_bn_is_left_as_it_was(fitted_bn, data):
     X = data.draw(tables(columns=BN_COLUMNS))
@@ -645,7 +651,7 @@ def test_a_fitted_bn_is_left_as_it_was(fitted_bn, data):
     _check_fitted_bn(fitted_bn, X, y, data.draw(_labels_of_the_fit(n)))
 
 
-@deterministic_unshrunk
+@torch_examples_unshrunk
 @given(data=st.data())
 def test_a_fitted_bn_near_the_dtype_max(fitted_bn, data):
     X = data.draw(matrices(max_side=6, columns=BN_COLUMNS, near_max=True))
@@ -660,7 +666,7 @@ def test_a_fitted_bn_near_the_dtype_max(fitted_bn, data):
     "(NaN, another length, labels of mixed types or continuous) with "
     "scikit-learn's ValueError, which does not name the estimator",
 )
-@deterministic_unshrunk
+@torch_examples_unshrunk
 @given(data=st.data())
 def test_a_fitted_bn_scores_any_labels_or_names_itself(fitted_bn, data):
     y = data.draw(class_labels(len(BN_REFERENCE)))
@@ -783,7 +789,7 @@ def _check_rml_fit(X, y, tau):
         _check_score(score)
 
 
-@deterministic
+@torch_examples
 @given(data=st.data(), tau=st.sampled_from([0.0, 0.5]))
 def test_rml_fit_gives_predictions_or_a_named_error(data, tau):
     X = data.draw(sequence_lists())
@@ -815,7 +821,7 @@ def _check_nan_token_refused(X, y):
     assert not _fitted_attributes(rml)
 
 
-@deterministic
+@torch_examples
 @given(data=st.data(), nan=st.sampled_from([float("nan"), np.float64("nan")]))
 def test_rml_refuses_a_nan_token(data, nan):
     _check_nan_token_refused(*data.draw(pairs_with_a_nan_token(nan)))
@@ -827,7 +833,7 @@ def test_rml_refuses_a_nan_token(data, nan):
     "isinstance(token, float), so a np.float32 or np.float16 NaN (in a list, "
     "or a float32 array's element) is taken as a token, in fit and predict",
 )
-@deterministic_unshrunk
+@torch_examples_unshrunk
 @given(data=st.data(), nan=st.sampled_from([np.float32("nan"), np.float16("nan")]))
 def test_rml_refuses_a_nan_token_of_any_float_type(data, nan):
     _check_nan_token_refused(*data.draw(pairs_with_a_nan_token(nan)))
@@ -857,7 +863,7 @@ def _rml_result_check(rml):
     return check
 
 
-@deterministic
+@torch_examples
 @given(data=st.data())
 def test_a_fitted_rml_is_left_as_it_was(fitted_rml, data):
     X = data.draw(sequence_lists())
@@ -870,4 +876,262 @@ def test_a_fitted_rml_is_left_as_it_was(fitted_rml, data):
         calls,
         "RMLSequencePredictor",
         _rml_result_check(fitted_rml),
+    )
+
+
+# -- MaskRCNNSegmenter -----------------------------------------------------------
+
+# sides of 0 to 40 pixels, the thin ones (1 x 33 or more) beyond what a
+# 32-pixel network keeps
+_SIDES = st.one_of(st.integers(1, 40), st.sampled_from([0, 1, 2, 33, 40]))
+
+
+@st.composite
+def images(draw, size=None, channels=None, dtype=None, valid=False):
+    """One image of an odd size; a quarter of them are odd in another way too:
+    four channels, a dtype images do not take, or a float image holding one
+    special value (NaN, infinity, beyond [0, 1], the dtype's extremes)."""
+    odd = not valid and draw(st.integers(0, 3)) == 0
+    if size is None:
+        sides = st.integers(1, 32) if valid else _SIDES
+        size = (draw(sides), draw(sides))
+    if channels is None:
+        channels = draw(
+            st.sampled_from([(3,), (), (1,), (4,)] if odd else [(3,), (3,), ()])
+        )
+    if dtype is None:
+        kinds = ["float32", "float64", "int64", "bool", "uint16"]
+        dtype = np.dtype(
+            draw(st.sampled_from(kinds if odd else ["uint8", "float32", "float64"]))
+        )
+    rng = np.random.RandomState(draw(st.integers(0, 2**16)))
+    shape = (*size, *channels)
+    if dtype == np.uint8:
+        image = rng.randint(0, 256, shape).astype(dtype)
+    elif dtype.kind == "f":
+        image = rng.uniform(0, 1, shape).astype(dtype)
+        if odd and image.size:
+            special = draw(st.sampled_from(_special_values(dtype, near_max=True)))
+            image.flat[draw(st.integers(0, image.size - 1))] = special
+    else:
+        image = rng.randint(0, 2, shape).astype(dtype)
+    return image
+
+
+def _rectangle(draw, height, width):
+    top = draw(st.integers(0, max(height - 1, 0)))
+    left = draw(st.integers(0, max(width - 1, 0)))
+    bottom = draw(st.integers(top + 1, max(height, top + 1)))
+    right = draw(st.integers(left + 1, max(width, left + 1)))
+    mask = np.zeros((height, width), bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+_SHAPE_NAMES = ["circle", "square", "triangle"]
+_INSTANCE_LABELS = {
+    "names": st.sampled_from(_SHAPE_NAMES),
+    "int": st.integers(1, 3),
+    "mixed": st.one_of(st.sampled_from(_SHAPE_NAMES), st.integers(1, 3)),
+    "nan": st.sampled_from([np.nan, 1.0, 2.0]),
+    "odd": st.sampled_from([None, (1, 2), True, 2.5]),
+}
+_FAULTS = ["mask size", "empty mask", "labels length", "boxes", "float masks", "keys"]
+
+
+@st.composite
+def instances(
+    draw,
+    images,
+    label_kinds=("names", "names", "int", "int", "mixed", "nan", "odd"),
+    valid=False,
+):
+    """A target per image: rectangles as masks, labels of a kind drawn once
+    per ``y``; now and then one fault (a mask of another size, an empty one,
+    a box beyond the image or NaN, labels of another length...), unless
+    ``valid``."""
+    labels = _INSTANCE_LABELS[draw(st.sampled_from(label_kinds))]
+    y = []
+    for image in images:
+        height, width = np.shape(image)[:2]
+        k = draw(st.integers(0, 2))
+        masks = np.array(
+            [_rectangle(draw, height, width) for _ in range(k)], bool
+        ).reshape(k, height, width)
+        y.append(
+            {"masks": masks, "labels": draw(st.lists(labels, min_size=k, max_size=k))}
+        )
+    if y and not valid and draw(st.integers(0, 3)) == 0:
+        target = draw(st.sampled_from(y))
+        fault = draw(st.sampled_from(_FAULTS))
+        k, height, width = target["masks"].shape
+        if fault == "mask size":
+            target["masks"] = np.ones((k, height + 1, width), bool)
+        elif fault == "empty mask" and k:
+            target["masks"][0] = False
+        elif fault == "labels length":
+            target["labels"] = [*target["labels"], _SHAPE_NAMES[0]]
+        elif fault == "boxes":
+            box = draw(
+                st.sampled_from(
+                    [
+                        [width + 5, height + 5, width + 9, height + 9],
+                        [np.nan, 0, 1, 1],
+                        [3, 3, 1, 1],
+                    ]
+                )
+            )
+            target["boxes"] = np.array([box] * k, float).reshape(k, 4)
+        elif fault == "float masks":
+            target["masks"] = target["masks"] * 0.7
+        else:
+            del target["labels"]
+    return y
+
+
+@st.composite
+def image_sets(draw, n=None, valid=False):
+    """1 to 3 images in a list (ragged) or an array; or no images, or odd."""
+    forms = ["list", "array"] if valid else ["list"] * 6 + ["array", "odd"]
+    form = draw(st.sampled_from(forms))
+    if form == "odd":
+        return draw(
+            st.sampled_from([[], None, "ab", np.ones((4, 5)), np.ones((1, 2, 3, 4, 5))])
+        )
+    n = draw(st.integers(1, 3)) if n is None else n
+    if form == "array":
+        size = (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+        first = draw(images(size, valid=valid))
+        like = dict(size=first.shape[:2], channels=first.shape[2:], dtype=first.dtype)
+        return np.stack([first, *(draw(images(**like)) for _ in range(n - 1))])
+    return [draw(images(valid=valid)) for _ in range(n)]
+
+
+def _mask_rcnn(**params):
+    settings = dict(
+        max_epochs=1, batch_size=4, image_size=32, score_threshold=0.0, random_state=0
+    )
+    return MaskRCNNSegmenter(**(settings | params))
+
+
+def _check_instances(predictions, X, classes):
+    __tracebackhide__ = True
+    assert isinstance(predictions, list) and len(predictions) == len(X)
+    for image, found in zip(X, predictions, strict=True):
+        height, width = np.shape(image)[:2]
+        assert found.keys() == {"masks", "labels", "scores", "boxes"}
+        k = len(found["scores"])
+        assert found["masks"].dtype == bool
+        assert found["masks"].shape == (k, height, width)
+        assert len(found["labels"]) == k
+        assert set(np.asarray(found["labels"]).tolist()) <= set(classes.tolist())
+        scores, boxes = found["scores"], found["boxes"]
+        assert scores.dtype == boxes.dtype == np.float32
+        assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+        assert (np.diff(scores) <= 0).all(), "scores not in descending order"
+        assert boxes.shape == (k, 4) and np.isfinite(boxes).all()
+        assert (boxes[:, 0] <= boxes[:, 2]).all() and (boxes[:, 1] <= boxes[:, 3]).all()
+        assert (boxes >= 0).all()
+        assert (boxes[:, [0, 2]] <= width).all() and (boxes[:, [1, 3]] <= height).all()
+
+
+def _image_list(X):
+    """The images of ``X`` to draw targets for; one stand-in where ``X`` is odd."""
+    if isinstance(X, list) or (isinstance(X, np.ndarray) and X.ndim in (3, 4)):
+        return list(X)
+    return [np.ones((8, 8))]
+
+
+def _check_average_precision(score, y):
+    __tracebackhide__ = True
+    assert isinstance(score, float)
+    if any(len(target["masks"]) for target in y):
+        assert 0 <= score <= 1
+    else:  # documented: NaN (and a warning) where y holds no instance
+        assert np.isnan(score)
+
+
+@mask_rcnn_examples
+@given(data=st.data())
+def test_mask_rcnn_fit_gives_instances_or_a_named_error(data):
+    X = data.draw(image_sets())
+    y = data.draw(instances(_image_list(X)))
+    segmenter = _mask_rcnn()
+    try:
+        _call(segmenter, "fit", X, y)
+    except Exception as error:
+        _check_error(error, "MaskRCNNSegmenter")
+        assert not _fitted_attributes(segmenter), "a failed fit left learned attributes"
+        return
+    event("fitted")
+    given_labels = {
+        label for target in y for label in np.asarray(target["labels"]).tolist()
+    }
+    assert set(segmenter.classes_.tolist()) == given_labels
+    _check_instances(segmenter.predict(X), X, segmenter.classes_)
+    _check_average_precision(segmenter.score(X, y), y)
+
+
+@mask_rcnn_examples
+@given(data=st.data())
+def test_mask_rcnn_fits_valid_data(data):
+    # images of any size, RGB or grayscale, uint8 or float in [0, 1], with at
+    # least one instance (labelled by names or ints) must be accepted
+    X = data.draw(image_sets(valid=True))
+    kinds = [data.draw(st.sampled_from(["names", "int"]))]
+    y = data.draw(instances(_image_list(X), label_kinds=kinds, valid=True))
+    if not any(len(target["masks"]) for target in y):
+        y[0] = {"masks": np.ones((1, *np.shape(X[0])[:2]), bool), "labels": [1]}
+        y[0]["labels"] = [_SHAPE_NAMES[0]] if kinds == ["names"] else [1]
+    segmenter = _call(_mask_rcnn(), "fit", X, y)
+    _check_instances(segmenter.predict(X), X, segmenter.classes_)
+    _check_average_precision(segmenter.score(X, y), y)
+
+
+MASK_RCNN_REFERENCE = [
+    np.random.RandomState(2).randint(0, 256, (24, 24, 3)).astype(np.uint8),
+    np.full((13, 29), 0.5),
+]
+
+
+@pytest.fixture(scope="module")
+def fitted_mask_rcnn():
+    X, y = make_shapes(4, image_size=24, max_instances=2, random_state=0)
+    names = np.array(_SHAPE_NAMES)
+    y = [dict(target, labels=names[target["labels"] - 1]) for target in y]
+    return _call(_mask_rcnn(), "fit", X, y)
+
+
+def _mask_rcnn_output(segmenter):
+    return segmenter.predict(MASK_RCNN_REFERENCE)
+
+
+def _mask_rcnn_result_check(segmenter):
+    def check(method, result, X, *y):
+        __tracebackhide__ = True
+        if method == "predict":
+            _check_instances(result, X, segmenter.classes_)
+        else:
+            _check_average_precision(result, *y)
+
+    return check
+
+
+@mask_rcnn_examples
+@given(data=st.data())
+def test_a_fitted_mask_rcnn_is_left_as_it_was(fitted_mask_rcnn, data):
+    X = data.draw(image_sets())
+    y = data.draw(
+        instances(
+            _image_list(X),
+            label_kinds=["names", "names", "names", "mixed", "nan", "odd"],
+        )
+    )
+    calls = [("predict", (X,)), ("score", (X, y)), ("fit", (X, y))]
+    _check_fitted_torch(
+        fitted_mask_rcnn,
+        _mask_rcnn_output,
+        calls,
+        "MaskRCNNSegmenter",
+        _mask_rcnn_result_check(fitted_mask_rcnn),
     )
