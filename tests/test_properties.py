@@ -491,6 +491,33 @@ def _fitted_attributes(estimator):
     return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("_")]
 
 
+def test_the_snapshot_sees_a_changed_weight_attribute_or_output(fitted_bn):
+    snapshot = TorchSnapshot(fitted_bn, _bn_output)
+    assert not snapshot.differences()
+    weight = next(fitted_bn._inference_module.parameters())
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight += 1
+    try:
+        changed = snapshot.differences()
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert "the output on a fixed input" in changed
+    assert any(name.startswith("_inference_module.") for name in changed)
+    fitted_bn.n_iter_ += 1
+    try:
+        assert "n_iter_" in snapshot.differences()
+    finally:
+        fitted_bn.n_iter_ -= 1
+    fitted_bn.extra_ = 1
+    try:
+        assert snapshot.differences() == ["extra_"]
+    finally:
+        del fitted_bn.extra_
+    assert not snapshot.differences()
+
+
 # -- BatchNormMLPClassifier ----------------------------------------------------
 
 _INT64 = np.iinfo(np.int64)
@@ -1000,10 +1027,12 @@ def image_sets(draw, n=None, valid=False):
         )
     n = draw(st.integers(1, 3)) if n is None else n
     if form == "array":
-        size = (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
-        first = draw(images(size, valid=valid))
+        sides = st.integers(1, 32 if valid else 40)  # 32: none too thin
+        first = draw(images((draw(sides), draw(sides)), valid=valid))
         like = dict(size=first.shape[:2], channels=first.shape[2:], dtype=first.dtype)
-        return np.stack([first, *(draw(images(**like)) for _ in range(n - 1))])
+        return np.stack(
+            [first, *(draw(images(**like, valid=valid)) for _ in range(n - 1))]
+        )
     return [draw(images(valid=valid)) for _ in range(n)]
 
 
@@ -1084,6 +1113,8 @@ def test_mask_rcnn_fits_valid_data(data):
         y[0] = {"masks": np.ones((1, *np.shape(X[0])[:2]), bool), "labels": [1]}
         y[0]["labels"] = [_SHAPE_NAMES[0]] if kinds == ["names"] else [1]
     segmenter = _call(_mask_rcnn(), "fit", X, y)
+    # the labels' kind, even where an image has none (labels: [] is float)
+    assert segmenter.classes_.dtype.kind == ("U" if kinds == ["names"] else "i")
     _check_instances(segmenter.predict(X), X, segmenter.classes_)
     _check_average_precision(segmenter.score(X, y), y)
 
