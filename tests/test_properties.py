@@ -604,7 +604,8 @@ def _check_bn_fit(X, y):
     event("fitted")
     n_samples = len(X)
     assert len(bn.classes_) >= 2
-    assert set(bn.classes_.tolist()) == set(np.asarray(y).tolist())
+    # a column of labels is taken as a 1-d y, as scikit-learn does
+    assert set(bn.classes_.tolist()) == set(np.asarray(y).ravel().tolist())
     _check_probabilities(bn.predict_proba(X), n_samples, len(bn.classes_))
     predicted = bn.predict(X)
     assert predicted.shape == (n_samples,)
