@@ -1061,8 +1061,10 @@ def _check_instances(predictions, X, classes):
         assert (np.diff(scores) <= 0).all(), "scores not in descending order"
         assert boxes.shape == (k, 4) and np.isfinite(boxes).all()
         assert (boxes[:, 0] <= boxes[:, 2]).all() and (boxes[:, 1] <= boxes[:, 3]).all()
+        # within the image, but for float32 rounding: an xfail test below
         assert (boxes >= 0).all()
-        assert (boxes[:, [0, 2]] <= width).all() and (boxes[:, [1, 3]] <= height).all()
+        assert (boxes[:, [0, 2]] <= width * (1 + 1e-6)).all()
+        assert (boxes[:, [1, 3]] <= height * (1 + 1e-6)).all()
 
 
 def _image_list(X):
@@ -1167,3 +1169,28 @@ def test_a_fitted_mask_rcnn_is_left_as_it_was(fitted_mask_rcnn, data):
         "MaskRCNNSegmenter",
         _mask_rcnn_result_check(fitted_mask_rcnn),
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: MaskRCNNSegmenter.predict returns boxes beyond the image by "
+    "float32 rounding (x2 = 7.0000005 on a 7-pixel-wide image, y2 = 12.000001 "
+    "on a 12-pixel-high one): the boxes are clipped at the network's size, then "
+    "scaled back to the image's without clipping again",
+)
+def test_a_fitted_mask_rcnn_predicts_boxes_within_the_image(fitted_mask_rcnn):
+    sizes = [(h, w) for h in range(1, 33) for w in (5, 7, 12)]
+    X = [
+        np.random.RandomState(h * 100 + w).randint(0, 256, (h, w, 3)).astype(np.uint8)
+        for h, w in sizes
+    ]
+    beyond = [
+        ((h, w), found["boxes"].max(axis=0).tolist())
+        for (h, w), found in zip(sizes, fitted_mask_rcnn.predict(X), strict=True)
+        if len(found["boxes"])
+        and (
+            (found["boxes"][:, [0, 2]] > w).any()
+            or (found["boxes"][:, [1, 3]] > h).any()
+        )
+    ]
+    assert not beyond, f"boxes beyond the image (height, width): {beyond}"
