@@ -2,11 +2,18 @@
 
 Generated inputs (empty and one-sized shapes, float32 and float64, NaN, inf,
 negative values, values at the dtype's extremes, numpy integers, wrong types)
-go to NMF and to the data-set functions (the generators, load_cmudict_g2p).
-Each call must either return a valid result (finite where it must be, the
-right shape and dtype) or raise a ``ValueError`` or ``TypeError`` whose
-message names the estimator or the function; a fitted estimator that
-receives bad input is left exactly as it was.
+go to NMF, to the data-set functions (the generators, load_cmudict_g2p) and
+to the three torch estimators: tables, ragged lists and labels of mixed types
+to BatchNormMLPClassifier, sequences of 0 to 300 tokens of any kind to
+RMLSequencePredictor, images of odd sizes, dtypes and channels with faulty
+targets to MaskRCNNSegmenter. Each call must either return a valid result
+(finite where it must be, the right shape and dtype) or raise a
+``ValueError`` or ``TypeError`` whose message names the estimator or the
+function; a fitted estimator that receives bad input is left exactly as it
+was (for a torch estimator: the same attributes, weights and output on a
+fixed input, see ``TorchSnapshot``). Each torch estimator is fitted once per
+module, small (one epoch, a few units, 24-pixel images), and gets few
+examples, so that the file runs in well under a minute.
 
 The runs are deterministic: one fixed profile (``derandomize=True``, no
 example database) drives every test here, whatever the command line, so a
