@@ -696,6 +696,21 @@ def test_a_fitted_bn_near_the_dtype_max(fitted_bn, data):
 
 @pytest.mark.xfail(
     strict=True,
+    reason="defect: BatchNormMLPClassifier fitted on finite float32 data of "
+    "large magnitude (a constant 1e20 or 3.4e35, within float32's range, "
+    "which _as_float32 accepts) predicts NaN probabilities without a word: "
+    "the running statistics (mean 1e18 after an epoch, variance 0.9) leave "
+    "eval-mode activations near 1e19, the logits are +-inf and "
+    "predict_proba's log-softmax gives inf - inf",
+)
+@pytest.mark.parametrize("value", [1e20, 3.4e35])
+def test_bn_fit_on_large_finite_values_gives_finite_probabilities(value):
+    X = np.full((4, 4), value, np.float32)
+    _check_bn_fit(X, ["a", "c", "a", "b"])
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="defect: BatchNormMLPClassifier.score (scikit-learn's "
     "ClassifierMixin.score, not wrapped by names_estimator) refuses a bad y "
     "(NaN, another length, labels of mixed types or continuous) with "
@@ -1103,9 +1118,8 @@ def test_mask_rcnn_fit_gives_instances_or_a_named_error(data):
         assert not _fitted_attributes(segmenter), "a failed fit left learned attributes"
         return
     event("fitted")
-    given_labels = {
-        label for target in y for label in np.asarray(target["labels"]).tolist()
-    }
+    # any hashable labels, tuples included
+    given_labels = {label for target in y for label in target["labels"]}
     assert set(segmenter.classes_.tolist()) == given_labels
     _check_instances(segmenter.predict(X), X, segmenter.classes_)
     _check_average_precision(segmenter.score(X, y), y)
