@@ -591,7 +591,36 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
                 module(torch.from_numpy(X[start : start + _PREDICT_CHUNK]).to(device))
                 for start in range(0, len(X), _PREDICT_CHUNK)
             ]
-        return torch.cat(parts).cpu().numpy()
+        logits = torch.cat(parts).cpu().numpy()
+        if not np.isfinite(logits).all():
+            bad = int((~np.isfinite(logits).all(axis=1)).sum())
+            raise ValueError(
+                f"the network's outputs are not finite for {bad} sample(s): "
+                f"features as large as {float(np.nanmax(np.abs(X))):.3g} overflow "
+                "its layers in float32; scale them first (for instance with "
+                "sklearn.preprocessing.StandardScaler in a Pipeline)."
+            )
+        return logits
+
+    @names_estimator
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on ``X`` and ``y``, as scikit-learn's classifiers.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples.
+
+        Returns
+        -------
+        score : float
+            Accuracy of ``predict(X)`` against ``y``.
+        """
+        return super().score(X, y, sample_weight=sample_weight)
 
     # -- persistence and tags -------------------------------------------------
 

@@ -439,8 +439,13 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
                     _image_tensor(image).to(device)
                     for image in images[start : start + self.batch_size]
                 ]
-                for output in self.model_(batch):
+                for image, output in zip(batch, self.model_(batch), strict=True):
                     keep = output["scores"] >= threshold
+                    # scaled back from the network's size, float32 rounding can
+                    # put an edge a hair past the image's: clip again
+                    height, width = image.shape[-2:]
+                    output["boxes"][:, 0::2].clamp_(0, width)
+                    output["boxes"][:, 1::2].clamp_(0, height)
                     predictions.append(
                         {
                             "masks": (output["masks"][keep, 0] > self.mask_threshold)

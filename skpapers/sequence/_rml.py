@@ -777,7 +777,7 @@ def _check_sequences(sequences, name, *, allow_empty_list=False):
                 f"{name} must be a string or a list of tokens."
             )
         for token in sequence:
-            if isinstance(token, float) and np.isnan(token):
+            if isinstance(token, float | np.floating) and np.isnan(token):
                 raise ValueError(f"{name}[{i}] holds NaN, which is not a token.")
             if not isinstance(token, Hashable):
                 raise TypeError(

@@ -11,8 +11,8 @@ _INTERNAL = (str(Path(__file__).parents[1]), str(Path(sklearn.__file__).parent))
 
 
 def names_estimator(method):
-    """Decorate an estimator method so that its ValueError and TypeError name
-    the estimator.
+    """Decorate an estimator method so that its ValueError, TypeError and
+    FloatingPointError (a fit that diverged) name the estimator.
 
     Inside a ``Pipeline`` or a grid search a bare "X holds no sequences"
     leaves the user guessing which step refused its input; the decorated
@@ -25,7 +25,7 @@ def names_estimator(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, FloatingPointError) as error:
             name = type(self).__name__
             (message, *rest) = error.args or (None,)
             # only a plain message: other exceptions format their args themselves
