@@ -140,10 +140,16 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_iter_ : int
         Number of iterations run.
 
-    loss_curve_ : ndarray of shape (n_iter_ + 1,)
-        Penalised loss after each iteration, ``loss_curve_[0]`` being the loss
-        at initialisation. With ``solver="mu"``, or the additive solver with
-        ``"multiplicative"`` or ``"auto"`` steps, it never increases.
+    loss_curve_ : ndarray of shape (n_evaluations,)
+        Penalised loss after the iterations in :attr:`loss_iterations_`,
+        ``loss_curve_[0]`` being the loss at initialisation. With
+        ``solver="mu"``, or the additive solver with ``"multiplicative"`` or
+        ``"auto"`` steps, it never increases.
+
+    loss_iterations_ : ndarray of shape (n_evaluations,)
+        The iteration of each entry of :attr:`loss_curve_`: every one for the
+        Frobenius loss of complete data, where the loss comes free; else every
+        10th and the last, an evaluation costing about an iteration.
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
@@ -162,11 +168,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     does, so that with the same initialisation the two ``"mu"`` solvers agree
     iterate for iterate.
 
-    :meth:`transform` solves the convex problem for ``W`` with ``H`` fixed to a
-    tight tolerance (the Frobenius loss by accelerated projected gradient, which
-    reaches exact zeros; the others by multiplicative updates), and
+    :meth:`transform` solves for ``W`` with ``H`` fixed: exactly for the
+    Frobenius loss of complete data (a batch of non-negative least-squares
+    problems, by block principal pivoting), else by multiplicative updates
+    from that solution, with the fit's ``tol`` and ``max_iter``.
     :meth:`fit_transform` returns the very ``W`` that :meth:`transform` gives
-    for the same ``X``, so ``fit(X).transform(X)`` equals ``fit_transform(X)``.
+    for the same complete ``X``; with missing entries the two agree to the
+    solver's tolerance.
 
     References
     ----------
@@ -319,6 +327,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             regularization = _scaled(
                 self._regularization(X.shape), scale, scale_W, scale_H, beta
             )
+            loss_every = _loss_every(problem, beta)
             result = fit_factors(
                 problem,
                 W,
@@ -330,19 +339,20 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 n_inner=self.inner_iter,
                 max_iter=self.max_iter,
                 tol=self.tol,
-                loss_every=_loss_every(problem, beta),
+                loss_every=loss_every,
                 # where the loss comes free, the rule is checked after each
                 # iteration; the plain rule keeps scikit-learn's every 10
-                check_every=10 if self.inner_iter == 1 else _loss_every(problem, beta),
+                check_every=10 if self.inner_iter == 1 else loss_every,
                 verbose=self.verbose,
             )
             with np.errstate(over="ignore"):  # a loss beyond the range is inf
                 components = result.H * scale_H
             # the W that transform(X) gives, so that the two agree exactly
-            W, H, scale_H = self._transform(
-                problem, components, guess=result.W * scale_W
+            W, H, scale_W = self._transform(
+                problem, components, beta, guess=result.W * scale_W
             )
-            divergence = beta_divergence(problem, W / (scale / scale_H), H, beta)
+            divergence = beta_divergence(problem, W, H, beta)
+            W = _times(W, scale_W)
             if result.n_iter == self.max_iter and self.tol > 0:
                 warnings.warn(
                     f"NMF: the maximum number of iterations ({self.max_iter}) was "
@@ -378,18 +388,20 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         problem = self._problem(X, "transform")
-        return self._transform(problem, self.components_)[0]
+        W, _, scale_W = self._transform(
+            problem, self.components_, self._check_beta(problem)
+        )
+        return _times(W, scale_W)
 
-    def _transform(self, problem, components, guess=None):
-        """``W`` for ``problem`` with ``H = components``, that ``H`` in the
-        problem's scale and the power of two it was divided by.
+    def _transform(self, problem, components, beta, guess=None):
+        """``W`` and ``H = components`` in the problem's scale, and the power
+        of two that takes that ``W`` back to ``X``'s.
 
         ``guess``, a nearby ``W`` (the fit's last), speeds up the exact
         Frobenius solve without changing its answer; with missing entries,
         where no exact solve exists, it is where the solve starts, so that
         ``fit_transform`` agrees with ``transform`` to the solver's tolerance
         rather than exactly."""
-        beta = self._check_beta(problem)
         scale, scale_H = problem.scale, _scale_of(components)
         if scale != 1 or scale_H != 1:  # W / scale_W of the size of X / scale
             top = float(components.max(initial=0.0))
@@ -415,9 +427,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         elif not problem.complete and guess is not None:
             start = (guess / scale_W).astype(problem.dtype)
         W = self._solve_W(problem, H, start, beta, regularization, guess, reference)
-        with np.errstate(over="ignore"):
-            W *= scale_W
-        return W, H, scale_H
+        return W, H, scale_W
 
     @names_estimator
     def inverse_transform(self, X):
@@ -535,10 +545,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         problem = self._problem(X, "score")
-        W, H, scale_H = self._transform(problem, self.components_)
         beta = self._check_beta(problem)
-        scale_W = problem.scale / scale_H
-        divergence = beta_divergence(problem, W / scale_W, H, beta)
+        W, H, _ = self._transform(problem, self.components_, beta)
+        divergence = beta_divergence(problem, W, H, beta)
         with np.errstate(over="ignore"):
             return -np.power(problem.scale, beta) * divergence / problem.n_observed
 
@@ -694,7 +703,9 @@ def _check_missing(X, estimator, method):
                 f"Negative values in data passed to {where}: X must be non-negative."
             )
         if estimator.missing == "unstored":
-            _check_coverage(np.diff(X.tocsr().indptr), np.diff(X.tocsc().indptr), where)
+            X = X.tocsr()  # counted on CSR: no second copy of a large X
+            per_column = np.bincount(X.indices, minlength=X.shape[1])
+            _check_coverage(np.diff(X.indptr), per_column, where)
         return
     if np.nanmin(X, initial=np.inf) < 0:
         raise ValueError(
@@ -736,6 +747,14 @@ def _scale_of(X):
     if top <= 2.0 ** (np.finfo(X.dtype).maxexp // 4):
         return 1.0
     return _power_of_two_below(top)
+
+
+def _times(W, scale_W):
+    """``W * scale_W``, in place; beyond the dtype's range is inf."""
+    if scale_W != 1:
+        with np.errstate(over="ignore"):
+            W *= scale_W
+    return W
 
 
 def _power_of_two_below(value):

@@ -377,11 +377,12 @@ class _Terms:
 
     Lee & Seung's multiplicative rule is ``A <- A * num / den``. ``XBt`` and
     ``BBt`` are kept for the plain Frobenius loss, where they make the loss and
-    further gradient steps cost only ``O(n k^2)``.
+    further gradient steps cost only ``O(n k^2)``; its multiplicative steps
+    make their own ``den`` (None here).
     """
 
     num: np.ndarray
-    den: np.ndarray
+    den: np.ndarray | None
     XBt: np.ndarray | None = None
     BBt: np.ndarray | None = None
 
@@ -399,10 +400,7 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
             num = problem.stored_dot(X.data * AB ** (beta - 2), Bt)
             den = problem.stored_dot(AB ** (beta - 1), Bt)
     elif beta == 2 and mask is None:
-        if XBt is None:
-            XBt = problem.dot(B.T)
-        if BBt is None:
-            BBt = B @ B.T
+        XBt, BBt = _frobenius_products(problem, B, XBt, BBt)
         num, den = XBt, A @ BBt  # no step writes to num
     else:
         if sp.issparse(X):
@@ -442,6 +440,14 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
     if l2:
         den += l2 * A
     return _Terms(num=num, den=den, XBt=XBt, BBt=BBt)
+
+
+def _frobenius_products(problem, B, XBt=None, BBt=None):
+    """``X B^T`` and ``B B^T``, unless given (made by the other block)."""
+    return (
+        problem.dot(B.T) if XBt is None else XBt,
+        B @ B.T if BBt is None else BBt,
+    )
 
 
 def _sparse_power_product(A, B, power, chunk=256):
@@ -775,11 +781,14 @@ class _Block:
     def update(self, A, B, *, XBt=None, BBt=None):
         """Update ``A`` in place; ``self.terms`` keeps the gradient parts."""
         beta, l1, l2 = self.beta, self.l1, self.l2
+        if self.solver == "mu" and beta == 2 and self.problem.complete:
+            # the steps make their own denominators: only the products here
+            XBt, BBt = _frobenius_products(self.problem, B, XBt, BBt)
+            self.terms = _Terms(num=XBt, den=None, XBt=XBt, BBt=BBt)
+            return frobenius_mu_steps(A, XBt, BBt, l1, l2, self.n_inner)
         terms = _gradient_terms(self.problem, A, B, beta, l1, l2, XBt=XBt, BBt=BBt)
         self.terms = terms
         if self.solver == "mu":
-            if terms.XBt is not None:
-                return frobenius_mu_steps(A, terms.XBt, terms.BBt, l1, l2, self.n_inner)
             A = multiplicative_step(terms, A, beta)
             for _ in range(1, self.n_inner):  # B is fixed: the same rule again
                 terms = _gradient_terms(self.problem, A, B, beta, l1, l2)
