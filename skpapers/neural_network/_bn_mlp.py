@@ -318,20 +318,11 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
                     _check_validation_split(
                         y_index, len(classes), self.validation_fraction
                     )
-                settings = self._net_settings(incremental=False)
-                net = self._build_net(
-                    hidden=hidden,
-                    optimizer=optimizer,
-                    device=device,
-                    n_classes=len(classes),
-                    weights=self._class_weights(classes, y, incremental=False),
-                    seed=seed,
-                    settings=settings,
+                net = self._new_net(
+                    hidden, optimizer, device, seed, classes, y, incremental=False
                 )
             self._train(net, X, y_index, weight, device=device, epochs=self.max_epochs)
             self._set_fitted(net, classes)
-            if not warm:
-                self._net_built_with = settings  # to rebuild net_ the same on load
             # past _fit_context and names_estimator: the caller's line
             self._warn_if_not_converged(net, stacklevel=4)
         return self
@@ -378,22 +369,29 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
             y_index = _label_index(y, known)
             X, y_index, weight = _weighted_rows(X, y_index, sample_weight)
             if first:
-                settings = self._net_settings(incremental=True)
-                net = self._build_net(
-                    hidden=hidden,
-                    optimizer=optimizer,
-                    device=device,
-                    n_classes=len(known),
-                    weights=self._class_weights(known, y, incremental=True),
-                    seed=seed,
-                    settings=settings,
+                net = self._new_net(
+                    hidden, optimizer, device, seed, known, y, incremental=True
                 )
-                self._net_built_with = settings
             else:
                 net = self.net_
             self._train(net, X, y_index, weight, device=device, epochs=1)
             self._set_fitted(net, known)
         return self
+
+    def _new_net(self, hidden, optimizer, device, seed, classes, y, *, incremental):
+        """A new net for ``classes``, recording the settings it was built with
+        (to rebuild ``net_`` the same on load)."""
+        settings = self._net_settings(incremental=incremental)
+        self._net_built_with = settings
+        return self._build_net(
+            hidden=hidden,
+            optimizer=optimizer,
+            device=device,
+            n_classes=len(classes),
+            weights=self._class_weights(classes, y, incremental=incremental),
+            seed=seed,
+            settings=settings,
+        )
 
     def _train(self, net, X, y_index, weight, *, device, epochs=None):
         """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
