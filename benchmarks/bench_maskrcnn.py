@@ -6,8 +6,10 @@ Five parts, each printing one table, on images of ``make_shapes``:
   default small backbone and sizes) against a plain PyTorch loop training
   torchvision's ``MaskRCNN`` with the same backbone and sizes but
   torchvision's own parts where ours differ (``MultiScaleRoIAlign``,
-  ``MaskRCNNPredictor``, ``GeneralizedRCNNTransform``), and with the same
-  optimizer, warm-up and step schedule on the same batches. A third row is
+  ``MaskRCNNPredictor``, ``GeneralizedRCNNTransform``), with the same
+  optimizer, warm-up and step schedule on batches of the same size, through
+  the estimator's own training step
+  (:func:`skpapers.utils._base.training_step`). A third row is
   torchvision's stock head sizes
   (1024-wide box head, 256-channel mask head, 512 RoIs per image, 2000
   proposals): the sizes the estimator's defaults were cut down from. Each
@@ -60,7 +62,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from skpapers.datasets import SHAPE_NAMES, make_shapes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation import MaskRCNNSegmenter, build_maskrcnn
-from skpapers.segmentation._model import _OPS
+from skpapers.segmentation._maskrcnn import WarmupSchedule
+from skpapers.segmentation._model import ROI_FUNCTIONS
+from skpapers.utils._base import training_step
 
 PARTS = ("train", "predict", "roi", "converge", "ladder")
 SEED = 0
@@ -151,36 +155,34 @@ def encode(X, y):
     return images, targets
 
 
-def warmup_and_steps(step, total, warmup=50):
-    """The estimator's schedule, as a factor of the rate: linear warm-up,
-    halved at 60% and 85% of the steps."""
-    factor = 0.5 ** ((step >= 0.6 * total) + (step >= 0.85 * total))
-    return factor * min(1.0, (step + 1) / warmup)
-
-
 def train_plain(model, images, targets, segmenter):
-    """One epoch of the estimator's loop on a bare network.
+    """One epoch of the estimator's steps on a bare network.
 
-    The same optimizer, warm-up and batches.
+    The estimator's optimizer and warm-up (its ``WarmupSchedule``), batches
+    of its size in a random order, and its training step
+    (:func:`skpapers.utils._base.training_step` on the sum of the loss
+    terms); none of skorch's data loading, callbacks or history.
     """
     # the estimator's defaults: AdamW at 0.002 (lr=None), weight decay 1e-4
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=0.002, weight_decay=segmenter.weight_decay
     )
     total = -(-len(images) // segmenter.batch_size) * segmenter.max_epochs
+    warmup = WarmupSchedule()
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_and_steps(step, total)
+        optimizer, lambda step: warmup.factor(step, total)
     )
     model.train()
     torch.manual_seed(SEED)
     order = torch.randperm(len(images)).tolist()
     for start in range(0, len(order), segmenter.batch_size):
         batch = order[start : start + segmenter.batch_size]
-        losses = model([images[i] for i in batch], [targets[i] for i in batch])
-        loss = sum(losses.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+        def batch_loss(batch=batch):
+            losses = model([images[i] for i in batch], [targets[i] for i in batch])
+            return sum(losses.values())
+
+        training_step(optimizer, batch_loss)
         schedule.step()
     return model
 
@@ -308,7 +310,7 @@ def roi_rows(repeats):
                 for repeat in range(repeats + 1):
                     leaf = features.clone().requires_grad_()
                     start = time.perf_counter()
-                    out = _OPS[op](leaf, rois, (size, size), 0.25, ratio)
+                    out = ROI_FUNCTIONS[op](leaf, rois, (size, size), 0.25, ratio)
                     forward = time.perf_counter() - start
                     out.sum().backward()
                     total = time.perf_counter() - start

@@ -19,7 +19,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset, ValidSplit
 from skorch.utils import to_tensor
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from skpapers.neural_network._modules import ACTIVATIONS, BatchNormMLP, fold_batchnorm
 from skpapers.utils import restore_on_error
@@ -310,7 +310,7 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
                 classes, y_index = np.unique(y, return_inverse=True)
             _check_two_classes(classes)
             X, y_index, weight = _weighted_rows(X, y_index, sample_weight)
-            X, y_index, weight = _canonical_order(X, y_index, weight)
+            X, y_index, weight = canonical_order(X, y_index, weight)
             if warm:
                 net = self.net_
             else:
@@ -650,45 +650,94 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
 
 
 class BatchLoader(DataLoader):
-    """A :class:`~torch.utils.data.DataLoader` that fetches whole batches.
+    """A :class:`~torch.utils.data.DataLoader` of whole mini-batches.
 
-    Each mini-batch is one fancy index of ``X`` and ``y`` (see
-    :class:`ArrayDataset`) rather than ``batch_size`` single-sample fetches
-    and a collate. A lone sample left over at the end joins the batch before
-    it (see :class:`MiniBatches`).
+    Batches of an :class:`ArrayDataset` (or of a ``Subset`` of one, as
+    skorch's validation split makes), with no loader setting besides
+    ``batch_size`` and ``shuffle``, are sliced from tensors sharing the
+    arrays' memory: no per-batch fetch, conversion or collate, which on
+    batches of 60 rows cost as much as a tenth of a small network's step.
+    With other settings (``iterator_train__num_workers=2``, a
+    ``collate_fn``...) torch's loader fetches each batch by one fancy index
+    of the arrays (see :class:`ArrayDataset`), in the same order. A lone
+    sample left over at the end joins the batch before it (see
+    :class:`MiniBatches`).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, **kwargs):
-        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        batches = MiniBatches(order, batch_size)
+        batches = MiniBatches(len(dataset), batch_size, shuffle)
         super().__init__(dataset, batch_size=None, sampler=batches, **kwargs)
+        self._tensors = None if kwargs else _batch_tensors(dataset)
+
+    def __iter__(self):
+        if self._tensors is None:
+            return super().__iter__()
+        return self._sliced(*self._tensors)
+
+    def _sliced(self, rows, X, y, weight):
+        for index in self.sampler.indices():
+            if rows is not None:
+                index = rows[index]
+            if weight is None:
+                yield X[index], y[index]
+            else:
+                yield X[index], (y[index], weight[index])
+
+
+def _batch_tensors(dataset):
+    """What :class:`BatchLoader` slices batches from: the rows a ``Subset``
+    keeps (or None), ``X``, ``y`` and the sample weights (or None) of an
+    :class:`ArrayDataset` of arrays; None for any other dataset."""
+    rows = None
+    if isinstance(dataset, Subset):
+        rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.int64)
+        dataset = dataset.dataset
+    if not isinstance(dataset, ArrayDataset):
+        return None
+    arrays = dataset.X, dataset.y, dataset.sample_weight
+    if not all(isinstance(a, np.ndarray) for a in arrays[:2]):
+        return None
+    return rows, *(None if a is None else _shared_tensor(a) for a in arrays)
+
+
+def _shared_tensor(array):
+    """``array`` as a tensor sharing its memory (a copy if it is read-only,
+    such as joblib's memory maps, which torch will not share)."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class MiniBatches(Sampler):
-    """Consecutive batches of ``batch_size`` indices drawn from ``order``.
+    """Consecutive batches of ``batch_size`` of ``n_samples`` rows.
 
-    Each batch is an int64 array. Where the last batch would hold a single
-    sample, that sample joins the batch before it: 121 samples at
-    ``batch_size=60`` are batches of 60 and 61. A batch of one arises only
-    from data of one sample.
+    In order, or with ``shuffle`` of one permutation drawn from torch's
+    global generator each epoch (which the net seeds). Where the last batch
+    would hold a single sample, that sample joins the batch before it: 121
+    samples at ``batch_size=60`` are batches of 60 and 61. A batch of one
+    arises only from data of one sample.
     """
 
-    def __init__(self, order, batch_size):
-        self.order, self.batch_size = order, batch_size
+    def __init__(self, n_samples, batch_size, shuffle=False):
+        self.n_samples, self.batch_size, self.shuffle = n_samples, batch_size, shuffle
 
-    def _bounds(self, n_samples):
-        bounds = list(range(0, n_samples, self.batch_size))
-        if len(bounds) > 1 and n_samples - bounds[-1] == 1:
+    def _bounds(self):
+        bounds = list(range(0, self.n_samples, self.batch_size))
+        if len(bounds) > 1 and self.n_samples - bounds[-1] == 1:
             bounds.pop()
-        return [*bounds, n_samples]
+        return [*bounds, self.n_samples]
 
-    def __iter__(self):
-        indices = np.fromiter(self.order, dtype=np.int64, count=len(self.order))
-        for start, stop in itertools.pairwise(self._bounds(len(indices))):
-            yield indices[start:stop]
+    def indices(self):
+        """Each batch's rows: a slice, or with ``shuffle`` an int64 tensor."""
+        order = torch.randperm(self.n_samples) if self.shuffle else None
+        for start, stop in itertools.pairwise(self._bounds()):
+            yield slice(start, stop) if order is None else order[start:stop]
+
+    def __iter__(self):  # for torch's loader: each batch's rows as an array
+        every = np.arange(self.n_samples)
+        for index in self.indices():
+            yield every[index] if isinstance(index, slice) else index.numpy()
 
     def __len__(self):
-        return len(self._bounds(len(self.order))) - 1
+        return len(self._bounds()) - 1
 
 
 class ArrayDataset(Dataset):
@@ -832,13 +881,28 @@ def _weighted_rows(X, y_index, sample_weight):
     return X, y_index, weight.astype(np.float32)
 
 
-def _canonical_order(X, y_index, weight):
+def canonical_order(X, y_index, weight):
     """The rows sorted by a fixed random projection of each row.
 
     Training shuffles the rows anyway; sorting them first makes the fit a
     function of the set of rows, not of their order (one matrix-vector
     product and a sort), so that rows given in another order, or weights
-    given as repeated rows, train the same model.
+    given as repeated rows, train the same model. A loop that takes the
+    rows in this order makes the fit's steps (``benchmarks/bench_bn.py``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The rows.
+    y_index : ndarray of shape (n_samples,)
+        Their class indices.
+    weight : ndarray of shape (n_samples,) or None
+        Their weights in the loss.
+
+    Returns
+    -------
+    X, y_index, weight
+        The same, sorted; ``X`` a C-contiguous copy.
     """
     keys = X @ np.random.RandomState(0).standard_normal(X.shape[1]).astype(X.dtype)
     order = np.lexsort((y_index, keys))  # by the projection, then the label

@@ -166,13 +166,14 @@ def fold_batchnorm(module):
                     f"cannot fold batch norm {name!r}: it keeps no running "
                     "statistics (track_running_stats=False)."
                 )
-            parent._modules[before] = _folded_linear(linear, norm)
+            _fold_into(linear, norm)
             parent._modules[name] = nn.Identity()
     return folded
 
 
-def _folded_linear(linear, norm):
-    """One ``nn.Linear`` equal to ``norm(linear(x))`` with running statistics."""
+def _fold_into(linear, norm):
+    """Make ``linear`` (of the copy) equal ``norm(linear(x))`` with running
+    statistics, giving it a bias if it has none; nothing is drawn."""
     weight = linear.weight.double()
     bias = (
         linear.bias.double()
@@ -185,14 +186,7 @@ def _folded_linear(linear, norm):
     if norm.affine:
         scale, shift = scale * norm.weight.double(), shift * norm.weight.double()
         shift = shift + norm.bias.double()
-    fused = nn.utils.skip_init(  # no random initialisation: draws nothing
-        nn.Linear,
-        linear.in_features,
-        linear.out_features,
-        bias=True,
-        device=weight.device,
-        dtype=linear.weight.dtype,
-    )
-    fused.weight.copy_(scale[:, None] * weight)
-    fused.bias.copy_(scale * bias + shift)
-    return fused.eval()
+    linear.weight.copy_(scale[:, None] * weight)
+    if linear.bias is None:
+        linear.bias = nn.Parameter(linear.weight.new_empty(linear.out_features))
+    linear.bias.copy_(scale * bias + shift)

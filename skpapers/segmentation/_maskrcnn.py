@@ -552,12 +552,6 @@ def _make_optimizer(parameters, optimizer, lr, weight_decay):
     return optimizer(parameters, weight_decay=weight_decay, **settings)
 
 
-def _lr_factor(step, total, warmup=50):
-    """Linear warm-up, then halved at 60% and 85% of the steps."""
-    factor = 0.5 ** ((step >= 0.6 * total) + (step >= 0.85 * total))
-    return factor * min(1.0, (step + 1) / warmup)
-
-
 class WarmupSchedule(Callback):
     """The learning rate of each training step: ``lr`` warmed up linearly over
     the first ``warmup`` steps, then halved at 60% and 85% of the steps.
@@ -578,9 +572,14 @@ class WarmupSchedule(Callback):
         per_epoch = -(-len(X) // net.batch_size)
         self.total_ = self.step_ + per_epoch * getattr(net, "fit_epochs_", 1)
 
+    def factor(self, step, total):
+        """The share of ``lr`` at ``step`` (from 0) of ``total`` steps."""
+        halvings = (step >= 0.6 * total) + (step >= 0.85 * total)
+        return 0.5**halvings * min(1.0, (step + 1) / self.warmup)
+
     def on_batch_begin(self, net, training=False, **kwargs):
         if training:
-            factor = _lr_factor(self.step_, self.total_, self.warmup)
+            factor = self.factor(self.step_, self.total_)
             for group in net.optimizer_.param_groups:
                 group["lr"] = net.lr * factor
 
@@ -611,8 +610,9 @@ class MaskRCNNNet(TrainingNetMixin, NeuralNet):
     """A skorch net training torchvision's Mask R-CNN.
 
     In training the module takes images and targets and returns its loss
-    terms; the step sums them (each is also recorded per batch, and per
-    epoch as the mean over the images). Training images are flipped as
+    terms; :meth:`batch_loss` sums them (each is also recorded per batch, and
+    per epoch as the mean over the images) for the shared
+    :func:`~skpapers.utils._base.training_step`. Training images are flipped as
     ``augment`` says. ``architecture`` (the arguments of the network's
     builder) is kept so that a saved model is rebuilt the same.
     """
@@ -621,8 +621,7 @@ class MaskRCNNNet(TrainingNetMixin, NeuralNet):
         super().__init__(*args, **kwargs)
         self.seed, self.augment, self.architecture = seed, augment, architecture
 
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+    def batch_loss(self, batch, **fit_params):
         pairs = [
             _augmented(image, target, self.augment)
             for image, target in zip(*batch, strict=True)
@@ -631,11 +630,9 @@ class MaskRCNNNet(TrainingNetMixin, NeuralNet):
             [image.to(self.device) for image, _ in pairs],
             [{k: v.to(self.device) for k, v in t.items()} for _, t in pairs],
         )
-        loss = sum(losses.values())
-        loss.backward()
         for name, value in losses.items():
             self.history.record_batch(name, value.item())
-        return {"loss": loss, "y_pred": None}
+        return sum(losses.values()), None
 
     def on_epoch_end(self, net, **kwargs):
         batches = [b for b in self.history[-1]["batches"] if "train_batch_size" in b]

@@ -88,7 +88,9 @@ def _roi_pool(features, rois, output_size, spatial_scale, sampling_ratio):
     return roi_pool(features, rois, output_size, spatial_scale)
 
 
-_OPS = {"align": _roi_align, "pool": _roi_pool, "warp": roi_warp}
+#: The RoI operation of each ``roi_op``, as a function of ``(features, rois,
+#: output_size, spatial_scale, sampling_ratio)`` (RoIPool ignores the last).
+ROI_FUNCTIONS = {"align": _roi_align, "pool": _roi_pool, "warp": roi_warp}
 
 
 class MultiScaleRoIOp(MultiScaleRoIAlign):
@@ -113,7 +115,7 @@ class MultiScaleRoIOp(MultiScaleRoIAlign):
     """
 
     def __init__(self, featmap_names, output_size, op="align", sampling_ratio=2):
-        if op not in _OPS:
+        if op not in ROI_FUNCTIONS:
             raise ValueError(f"op must be one of {ROI_OPS}; got {op!r}.")
         super().__init__(
             list(featmap_names), (output_size, output_size), sampling_ratio
@@ -139,7 +141,7 @@ class MultiScaleRoIOp(MultiScaleRoIAlign):
         for index, (level, scale) in enumerate(zip(levels, scales, strict=True)):
             chosen = torch.nonzero(level_of == index).squeeze(1)
             if len(chosen):
-                pooled = _OPS[self.op](
+                pooled = ROI_FUNCTIONS[self.op](
                     level, rois[chosen], self.output_size, scale, self.sampling_ratio
                 )
                 out[chosen] = pooled.to(out.dtype)

@@ -7,21 +7,30 @@ into its own ``_parameter_constraints``), skorch's routed parameters
 ``set_params``, the start of ``fit`` (worker threads, device and optimizer
 checks, the seed) and its end (the convergence warning), and persistence as
 arrays. :class:`TrainingNetMixin` is the part every skorch net of theirs
-shares: each epoch seeded by its index (so that a resumed fit draws what an
+shares: the training step (:func:`training_step`, which the benchmarks' plain
+loops take too), an epoch loop that calls only the callbacks that act on each
+batch, each epoch seeded by its index (so that a resumed fit draws what an
 uninterrupted one would), a loss that is not finite stops training naming
-the rate, and Ctrl-C keeps the last complete epoch.
+the rate, and Ctrl-C stops after the running step and keeps the last
+complete epoch.
 """
 
+import contextlib
 import copy
 import inspect
 import math
+import signal
+import threading
 import warnings
 from numbers import Integral, Real
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.dataset import get_len, unpack_data
+from skorch.utils import TeeGenerator
 
 from skpapers.utils._persistence import ArraysOnSave
 from skpapers.utils._torch import (
@@ -302,22 +311,131 @@ def _cloned(state):
     return state
 
 
+def training_step(optimizer, batch_loss, *, on_gradients=None):
+    """One step of ``optimizer``: a batch's loss, its gradients, the update.
+
+    The step every torch estimator's net takes, and the one the benchmarks'
+    plain PyTorch loops take, so that what they time besides it is the
+    estimator's own.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimizer to step; its gradients are zeroed first.
+    batch_loss : callable
+        ``batch_loss()`` runs the forward pass and returns the batch's loss,
+        a scalar tensor. An optimizer that evaluates the loss more than once
+        a step (such as :class:`torch.optim.LBFGS`) calls it again.
+    on_gradients : callable or None, default=None
+        Called with no argument once the gradients are computed, before the
+        update (skorch's ``on_grad_computed``: to clip or log them).
+
+    Returns
+    -------
+    loss : Tensor
+        The loss of the step's first evaluation, before the update.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skpapers.utils._base import training_step
+    >>> model = torch.nn.Linear(3, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> X, y = torch.ones(4, 3), torch.zeros(4, 1)
+    >>> loss = training_step(
+    ...     optimizer, lambda: torch.nn.functional.mse_loss(model(X), y)
+    ... )
+    >>> loss.shape
+    torch.Size([])
+    """
+    first = None
+
+    def closure():
+        nonlocal first
+        optimizer.zero_grad()
+        loss = batch_loss()
+        loss.backward()
+        if on_gradients is not None:
+            on_gradients()
+        if first is None:
+            first = loss
+        return loss
+
+    optimizer.step(closure)
+    return first
+
+
+def _acts_on(obj, name, base):
+    """Whether ``obj``'s method ``name`` is its own, not ``base``'s no-op."""
+    return getattr(type(obj), name) is not getattr(base, name) or name in vars(obj)
+
+
+def _batch_length(batch):
+    """Samples in a batch, as skorch counts them: those of its ``X``."""
+    X = batch[0] if isinstance(batch, tuple | list) else batch
+    return len(X) if isinstance(X, torch.Tensor | list) else get_len(X)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_step(net):
+    """Ctrl-C during the block asks ``net`` to stop after its running step.
+
+    ``net.stop_requested_`` becomes True, which the epoch loop reads after
+    each step; a second Ctrl-C raises ``KeyboardInterrupt`` at once, with
+    ``net.aborted_`` True. Only on the main thread and where Ctrl-C raises
+    ``KeyboardInterrupt`` (Python's own handler); elsewhere, and after the
+    block, the handler is left as it was.
+    """
+    net.stop_requested_ = net.aborted_ = False
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def request_stop(signum, frame):
+        if net.stop_requested_:
+            net.aborted_ = True
+            signal.default_int_handler(signum, frame)
+        net.stop_requested_ = True
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class TrainingNetMixin:
     """Mixin of the skorch nets of the torch estimators.
 
+    - Each step is :func:`training_step` on the loss :meth:`batch_loss`
+      gives (a net that overrides skorch's ``train_step_single`` instead
+      keeps skorch's step).
+    - The epoch loop is skorch's, but calls only the callbacks that act on
+      each batch (skorch's :class:`~skorch.callbacks.Callback` methods do
+      nothing), and records the batch's loss and size in its history row
+      directly.
     - Each epoch starts by seeding torch with ``seed`` plus its index, so that
       epoch ``k`` draws the same shuffle, dropout and samples whether the fit
       ran through or was resumed from a checkpoint after ``k - 1`` epochs.
-    - A loss that is not finite raises ``FloatingPointError`` naming ``lr``.
-    - A ``KeyboardInterrupt`` stops training after the running step and puts
-      the weights, the optimizer and the history back to the last complete
-      epoch (``interrupted_`` is then True); any other error puts them back
-      as they were before training.
+    - A training loss that is not finite raises ``FloatingPointError``
+      naming ``lr``.
+    - Ctrl-C (on the main thread) stops training once the running step is
+      done, and a ``KeyboardInterrupt`` from a callback stops it at once;
+      either puts the weights, the optimizer and the history back to the
+      last complete epoch (``interrupted_`` is then True). A second Ctrl-C
+      aborts: ``KeyboardInterrupt`` is raised, as any other error, with the
+      weights, the optimizer and the history put back as they were before
+      training.
 
     The subclass takes ``seed`` as a constructor argument.
     """
 
     interrupted_ = False
+    stop_requested_ = False
+    aborted_ = False
 
     def on_epoch_begin(self, net, **kwargs):
         super().on_epoch_begin(net, **kwargs)
@@ -328,18 +446,99 @@ class TrainingNetMixin:
         if torch.device(self.device).type == "cuda":
             torch.cuda.manual_seed(seed)
 
+    def batch_loss(self, batch, **fit_params):
+        """The loss of a training batch and the prediction it came from.
+
+        skorch's ``infer`` and ``get_loss``; a net whose module computes its
+        own loss overrides this.
+
+        Returns
+        -------
+        loss : Tensor
+            Scalar, to be minimised.
+        y_pred : Tensor or None
+            What ``on_batch_end`` callbacks get as ``y_pred``.
+        """
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        return self.get_loss(y_pred, yi, X=Xi, training=True), y_pred
+
     def train_step(self, batch, **fit_params):
-        step = super().train_step(batch, **fit_params)
-        loss = step["loss"].item()
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss} in epoch {len(self.history)}; "
-                f"lower the learning rate (lr={self._rate():g})."
+        if _acts_on(self, "train_step_single", NeuralNet):
+            return super().train_step(batch, **fit_params)
+        y_pred = None
+
+        def batch_loss():
+            nonlocal y_pred
+            self._set_training(True)
+            loss, prediction = self.batch_loss(batch, **fit_params)
+            if y_pred is None:  # the first evaluation's, as skorch's step
+                y_pred = prediction
+            return loss
+
+        def on_gradients():
+            self.notify(
+                "on_grad_computed",
+                named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                batch=batch,
+                training=True,
             )
-        return step
+
+        listened = self._listeners("on_grad_computed")
+        loss = training_step(
+            self.optimizer_, batch_loss, on_gradients=on_gradients if listened else None
+        )
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _listeners(self, name):
+        """The bound ``name`` methods of the net and its callbacks, in skorch's
+        order, leaving out skorch's no-ops."""
+        own = [getattr(self, name)] if _acts_on(self, name, NeuralNet) else []
+        return own + [
+            getattr(cb, name)
+            for _, cb in self.callbacks_
+            if not isinstance(cb, Callback) or _acts_on(cb, name, Callback)
+        ]
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        # skorch's own on_batch_begin adds the batch's row to the history
+        new_row = not _acts_on(self, "on_batch_begin", NeuralNet)
+        begin = self._listeners("on_batch_begin")
+        end = self._listeners("on_batch_end")
+        rows = list.__getitem__(self.history, -1)["batches"]
+        batch_count = 0
+        for batch in iterator:
+            if new_row:
+                rows.append({})
+            for call in begin:
+                call(self, batch=batch, training=training)
+            row = rows[-1]
+            step = step_fn(batch, **fit_params)
+            loss = step["loss"].item()
+            if training and not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss} in epoch {len(self.history)}; "
+                    f"lower the learning rate (lr={self._rate():g})."
+                )
+            row[prefix + "_loss"] = loss
+            row[prefix + "_batch_size"] = _batch_length(batch)
+            for call in end:
+                call(self, batch=batch, training=training, **step)
+            batch_count += 1
+            if self.stop_requested_:
+                raise KeyboardInterrupt
+        self.history.record(prefix + "_batch_count", batch_count)
 
     def _rate(self):
         return self.lr  # as set: a schedule's current rate is a share of it
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        super().partial_fit(X, y, classes, **fit_params)
+        if self.aborted_:  # skorch's partial_fit swallows it
+            raise KeyboardInterrupt
+        return self
 
     def notify(self, method_name, **cb_kwargs):
         if method_name != "on_epoch_end":
@@ -349,9 +548,11 @@ class TrainingNetMixin:
         except KeyboardInterrupt:
             # skorch's EarlyStopping stops so, once the epoch is complete
             self._last_complete = self._snapshot()
-            self._stopped_by_callback = True
+            self._stopped_by_callback = not self.stop_requested_
             raise
         self._last_complete = self._snapshot()
+        if self.stop_requested_:  # Ctrl-C while the epoch ended
+            raise KeyboardInterrupt
         return None
 
     def _snapshot(self):
@@ -375,8 +576,12 @@ class TrainingNetMixin:
         self._stopped_by_callback = False
         before = self._last_complete = self._snapshot()
         try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+            with _ctrl_c_after_step(self):
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
+            if self.aborted_:
+                self._roll_back(before)
+                raise
             self._roll_back(self._last_complete)
             self.interrupted_ = not self._stopped_by_callback
             return self

@@ -5,6 +5,8 @@ routed parameters, callbacks, warm starts and resuming from a checkpoint,
 Ctrl-C, a diverging loss, and the verbosity levels.
 """
 
+import signal
+import threading
 import warnings
 
 import joblib
@@ -324,17 +326,112 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_fit(name, tmp_path):
 # -- Ctrl-C, divergence, verbosity -------------------------------------------
 
 
+class _CtrlC(Callback):
+    """Press Ctrl-C (send SIGINT to the process) ``times`` times in epoch
+    ``epoch``: amid the second batch's step (its gradients computed, the
+    update not yet made) or, with ``at_epoch_end``, as the epoch ends. Logs
+    the training steps begun and ended."""
+
+    def __init__(self, epoch, times=1, at_epoch_end=False):
+        self.epoch, self.times, self.at_epoch_end = epoch, times, at_epoch_end
+
+    def on_train_begin(self, net, **kwargs):
+        self.steps_ = []
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            self.steps_.append(("begin", *self._batch(net)))
+
+    def on_grad_computed(self, net, **kwargs):
+        if not self.at_epoch_end and self._batch(net) == (self.epoch, 2):
+            self._press()
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.steps_.append(("end", *self._batch(net)))
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.at_epoch_end and len(net.history) == self.epoch:
+            self._press()
+
+    def _batch(self, net):
+        return len(net.history), len(net.history[-1]["batches"])
+
+    def _press(self):
+        for _ in range(self.times):
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture
+def _ctrl_c_raises():
+    """Python's own Ctrl-C handler (a test runner may have its own)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("_ctrl_c_raises")
 @pytest.mark.parametrize("name", NAMES)
-def test_ctrl_c_keeps_the_last_complete_epoch_without_a_warning(name):
+@pytest.mark.parametrize("stopper", [_CtrlC, _StopAt], ids=["ctrl_c", "callback"])
+def test_a_stop_keeps_the_last_complete_epoch_without_a_warning(name, stopper):
     X, y = _data(name)
     two = _make(name, max_epochs=2).fit(X, y)
     stop = EarlyStopping(monitor="train_loss", patience=50)  # a rule, not met
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        stopped = _make(name, callbacks=[_StopAt(3), stop]).fit(X, y)
+        stopped = _make(name, callbacks=[("stopper", stopper(3)), stop]).fit(X, y)
+    if stopper is _CtrlC:
+        # the step pressed in ended (skorch's KeyboardInterrupt would have cut
+        # it short); no step began after it
+        steps = dict(stopped.net_.callbacks_)["stopper"].steps_
+        assert steps[-2:] == [("begin", 3, 2), ("end", 3, 2)]
+    # the epoch cut short is undone, and nothing warns
     assert stopped.n_iter_ == len(stopped.history_) == 2
     assert stopped.net_.interrupted_
     _assert_same_weights(_weights(two), _weights(stopped))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.usefixtures("_ctrl_c_raises")
+@pytest.mark.parametrize("name", NAMES)
+def test_ctrl_c_as_an_epoch_ends_keeps_that_epoch(name):
+    X, y = _data(name)
+    two = _make(name, max_epochs=2).fit(X, y)
+    stopped = _make(name, callbacks=[_CtrlC(2, at_epoch_end=True)]).fit(X, y)
+    assert stopped.n_iter_ == 2 and stopped.net_.interrupted_
+    _assert_same_weights(_weights(two), _weights(stopped))
+
+
+@pytest.mark.usefixtures("_ctrl_c_raises")
+@pytest.mark.parametrize("name", NAMES)
+def test_a_second_ctrl_c_aborts_the_fit(name):
+    X, y = _data(name)
+    estimator = _make(name, callbacks=[_CtrlC(2, times=2)])
+    with pytest.raises(KeyboardInterrupt):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_")  # as before the fit
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # a warm start aborted keeps the model it started from
+    fitted = _make(name, max_epochs=1, callbacks=[_CtrlC(2, times=2)]).fit(X, y)
+    before = _weights(fitted)
+    fitted.set_params(warm_start=True)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(X, y)
+    assert fitted.n_iter_ == 1
+    _assert_same_weights(before, _weights(fitted))
+
+
+def test_a_fit_off_the_main_thread_leaves_ctrl_c_alone():
+    X, y = _data("BatchNormMLPClassifier")
+    handler = signal.getsignal(signal.SIGINT)
+    fitted = []
+    thread = threading.Thread(
+        target=lambda: fitted.append(_make("BatchNormMLPClassifier").fit(X, y))
+    )
+    thread.start()
+    thread.join()
+    assert fitted[0].n_iter_ == 4
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 @pytest.mark.parametrize("name", NAMES)
