@@ -16,6 +16,7 @@ from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
 from skpapers.metrics import edit_error_rate
+from skpapers.sequence._batching import LengthBatchSampler, pair_lengths
 from skpapers.sequence._modules import PAD, Seq2Seq, beam_search
 from skpapers.sequence._payoff import (
     DEFAULT_MAX_PAYOFF_BYTES,
@@ -86,7 +87,9 @@ class RMLNet(TrainingNetMixin, NeuralNet):
     Validation scores the targets themselves. Each epoch is seeded by
     ``seed`` and its index (see :class:`~skpapers.utils._base.TrainingNetMixin`).
     The sampler's tables live in ``payoff_cache_``, so that they go with the
-    net, and may hold at most ``max_payoff_bytes``.
+    net, and may hold at most ``max_payoff_bytes``. With ``batch_by_length``
+    the training batches come from a
+    :class:`~skpapers.sequence.LengthBatchSampler`.
     """
 
     def __init__(
@@ -98,9 +101,11 @@ class RMLNet(TrainingNetMixin, NeuralNet):
         n_target_tokens=None,
         seed=0,
         max_payoff_bytes=DEFAULT_MAX_PAYOFF_BYTES,
+        batch_by_length=True,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.batch_by_length = batch_by_length
         self.tau, self.reward, self.n_samples = tau, reward, n_samples
         self.n_target_tokens = n_target_tokens
         self.seed = seed
@@ -123,6 +128,23 @@ class RMLNet(TrainingNetMixin, NeuralNet):
                 reward=self.reward,
                 max_payoff_bytes=self.max_payoff_bytes,
             )
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's iterator, but training batches by length with
+        ``batch_by_length`` (the other ``iterator_train__*`` settings kept)."""
+        X = getattr(dataset, "X", None)
+        if not (training and self.batch_by_length and isinstance(X, dict)):
+            return super().get_iterator(dataset, training=training)
+        kwargs = self.get_params_for("iterator_train")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        kwargs.pop("shuffle", None)
+        lengths = pair_lengths(X["source_lengths"], X["target_lengths"])
+        sampler = LengthBatchSampler(
+            lengths, batch_size=len(lengths) if batch_size == -1 else batch_size
+        )
+        return self.iterator_train(
+            _PairBatches(X), batch_sampler=sampler, collate_fn=_as_tensors, **kwargs
+        )
 
     def augment(self, source, source_lengths, target, target_lengths):
         """The batch with each target replaced by its payoff samples."""
@@ -167,6 +189,24 @@ class RMLNet(TrainingNetMixin, NeuralNet):
         with torch.no_grad():
             loss, logits = self._loss(batch, training=False)
         return {"loss": loss, "y_pred": logits}
+
+
+class _PairBatches(torch.utils.data.Dataset):
+    """The encoded pairs, fetched a whole batch at a time by indexing."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def __len__(self):
+        return len(self.arrays["source"])
+
+    def __getitems__(self, rows):
+        return {key: value[rows] for key, value in self.arrays.items()}
+
+
+def _as_tensors(arrays):
+    """A batch as skorch's ``(X, y)``: ``X`` a dict of tensors, no ``y``."""
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}, None
 
 
 def _teacher_forcing(target, lengths):
@@ -297,7 +337,18 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         L2 penalty (AdamW's decoupled decay), applied by the optimiser.
 
     batch_size : int, default=64
-        Sequence pairs per mini-batch.
+        Sequence pairs per mini-batch (at most, with ``batch_by_length``).
+
+    batch_by_length : bool, default=True
+        Make each training batch of pairs of similar length: the pairs are
+        shuffled, sorted by length within windows of 50 batches, cut into
+        batches and the batches shuffled
+        (:class:`~skpapers.sequence.LengthBatchSampler`). Less padding to
+        compute, and a pair much longer than the median trains in a smaller
+        batch: a batch holds at most ``batch_size`` pairs of twice the median
+        length's padded positions, so one long pair cannot make its whole
+        batch as long. ``False``: batches of ``batch_size`` pairs in a plain
+        random order.
 
     max_epochs : int, default=20
         Passes over the training data.
@@ -389,6 +440,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         "max_output_length": [Interval(Integral, 1, None, closed="left"), None],
         "max_payoff_bytes": [Interval(Integral, 1, None, closed="left"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_by_length": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -421,6 +473,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         lr=1e-3,
         weight_decay=0.0,
         batch_size=64,
+        batch_by_length=True,
         max_epochs=20,
         early_stopping=False,
         validation_fraction=0.1,
@@ -447,6 +500,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.batch_by_length = batch_by_length
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -545,6 +599,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
     def _train(self, net, train, device, epochs=None):
         """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
         net.max_payoff_bytes = self.max_payoff_bytes
+        net.batch_by_length = self.batch_by_length
         net.reserve_payoff_tables(train.X["target_lengths"])
         with seeded(net.seed, device):
             if not net.initialized_:
@@ -636,6 +691,7 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
             n_target_tokens=len(self.target_vocabulary_),
             seed=seed,
             max_payoff_bytes=self.max_payoff_bytes,
+            batch_by_length=self.batch_by_length,
         )
         params.update(self._net_params(validation=valid is not None))
         return RMLNet(Seq2Seq, **params)
