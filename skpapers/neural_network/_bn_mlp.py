@@ -731,10 +731,16 @@ class MiniBatches(Sampler):
         for start, stop in itertools.pairwise(self._bounds()):
             yield slice(start, stop) if order is None else order[start:stop]
 
-    def __iter__(self):  # for torch's loader: each batch's rows as an array
+    def __iter__(self):
+        # for torch's loader: each batch's rows as an array, the permutation
+        # drawn at once (before the loader draws its seed), as the slices'
         every = np.arange(self.n_samples)
-        for index in self.indices():
-            yield every[index] if isinstance(index, slice) else index.numpy()
+        return iter(
+            [
+                every[index] if isinstance(index, slice) else index.numpy()
+                for index in self.indices()
+            ]
+        )
 
     def __len__(self):
         return len(self._bounds()) - 1

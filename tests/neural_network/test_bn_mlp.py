@@ -182,6 +182,26 @@ def test_batch_size_larger_than_the_data_is_one_batch(data):
     assert _batch_sizes(single) == [2]
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_torchs_loader_trains_as_the_sliced_batches(data, weighted):
+    """A loader setting beyond shuffle and batch_size hands the batches to
+    torch's DataLoader: the same batches, so the same model (no dropout)."""
+    X, y = data
+    weight = np.linspace(0.5, 2.0, len(y)) if weighted else None
+    fits = [
+        BatchNormMLPClassifier(**FAST, batch_size=32, **routed).fit(
+            X, y, sample_weight=weight
+        )
+        for routed in ({}, {"iterator_train__pin_memory": False})
+    ]
+    dataset = fits[0].net_.get_dataset(X.astype(np.float32), y)
+    sliced, loaded = (fit.net_.get_iterator(dataset, training=True) for fit in fits)
+    assert sliced._tensors is not None and loaded._tensors is None
+    for name, value in fits[0].net_.module_.state_dict().items():
+        assert torch.equal(value, fits[1].net_.module_.state_dict()[name]), name
+    assert fits[0].history_[:, "train_loss"] == fits[1].history_[:, "train_loss"]
+
+
 # -- labels and input types -------------------------------------------------
 
 
