@@ -9,7 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 from skpapers import __version__
-from skpapers._reproduce import registered_experiments, verdict, write_report
+from skpapers._reproduce import (
+    BUSY_SLOWDOWN,
+    environment,
+    parallel_jobs,
+    registered_experiments,
+    verdict,
+    write_report,
+)
 
 
 def _parser(names):
@@ -51,9 +58,29 @@ def _parser(names):
         help="folder for the reports and the figures (default: skpapers-report)",
     )
     reproduce.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: 0)"
+        "--seed", type=_count, default=0, help="random seed, 0 or more (default: 0)"
+    )
+    reproduce.add_argument(
+        "--jobs",
+        type=_count,
+        default=None,
+        help=(
+            "processes to spread the trainings over (default, or 0: one per CPU "
+            "core); the numbers do not depend on it"
+        ),
     )
     return parser
+
+
+def _count(value):
+    """A whole number of at least 0 (``--seed``) or 1 (``--jobs``)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is negative")
+    return number
 
 
 def _folder(value):
@@ -104,6 +131,7 @@ def main(argv=None):
             f"argument --out: cannot make the folder {args.out}: "
             f"{error.strerror or error}"
         )
+    ran_on = environment()
     print(_plan(chosen, args.quick), flush=True)
     runs = []
     for k, exp in enumerate(chosen, start=1):
@@ -112,12 +140,19 @@ def main(argv=None):
         print(f"[{k}/{len(chosen)}] {exp.name} ({about})", flush=True)
         print(f"== {exp.title} ({exp.paper})", flush=True)
         start = time.perf_counter()
-        result = exp.run(quick=args.quick, out_dir=args.out, random_state=args.seed)
+        with parallel_jobs(args.jobs or None):
+            result = exp.run(quick=args.quick, out_dir=args.out, random_state=args.seed)
+        seconds = time.perf_counter() - start
         _print_result(result)
-        print(f"[{exp.name}: {time.perf_counter() - start:.1f} s]\n", flush=True)
+        print(f"[{exp.name}: {seconds:.1f} s]\n", flush=True)
+        result.setup["time"] = f"{seconds:.0f} s"
+        if expected is not None:
+            result.setup["time"] += f" (expected ~{expected:.0f} s on 2 quiet cores)"
         runs.append((exp, result))
     command = shlex.join(["skpapers", *(sys.argv[1:] if argv is None else argv)])
-    reports = write_report(args.out / "report.md", runs, command=command)
+    reports = write_report(
+        args.out / "report.md", runs, command=command, environment=ran_on
+    )
     counts = Counter(
         verdict(claim.holds) for _, result in runs for claim in result.claims
     )
@@ -130,6 +165,8 @@ def main(argv=None):
 
 
 def _print_result(result):
+    for name, value in result.setup.items():
+        print(f"{name}: {value}")
     for table in result.tables:
         print(table.to_text(), end="\n\n")
     for note in result.notes:
@@ -149,12 +186,21 @@ def _plan(chosen, quick):
     known = [seconds for seconds in expected.values() if seconds is not None]
     if not known:
         return plan + "; no time estimate"
-    minutes = max(1, math.ceil(sum(known) / 60))
-    plan += f"; expected time: about {minutes} min on 2 cores"
+    plan += (
+        f"; expected time: about {_duration(sum(known))} on 2 quiet cores, up to "
+        f"{_duration(BUSY_SLOWDOWN * sum(known))} on busy ones"
+    )
     unknown = [name for name, seconds in expected.items() if seconds is None]
     if unknown:
         plan += f", not counting {', '.join(unknown)} (no estimate)"
     return plan
+
+
+def _duration(seconds):
+    """``"40 s"`` under two minutes, ``"7 min"`` (rounded up) from there."""
+    if seconds < 120:
+        return f"{math.ceil(seconds)} s"
+    return f"{math.ceil(seconds / 60)} min"
 
 
 if __name__ == "__main__":

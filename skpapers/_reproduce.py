@@ -8,11 +8,16 @@ and a self-contained ``report.html``.
 """
 
 import base64
+import contextlib
+import contextvars
 import html
 import importlib
 import itertools
 import mimetypes
+import os
 import pkgutil
+import platform
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,12 +123,127 @@ def verdict(holds):
 
 @dataclass
 class Result:
-    """What one experiment measured: claims, tables, figure files and notes."""
+    """What one experiment measured: claims, tables, figure files and notes.
+
+    ``setup`` says how it ran, by name: its seeds, processes and threads,
+    and (added by the command) how long it took.
+    """
 
     tables: list = field(default_factory=list)
     figures: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     claims: list = field(default_factory=list)
+    setup: dict = field(default_factory=dict)
+
+
+# -- the same command, the same numbers ---------------------------------------
+
+
+def training_seed(seed, experiment, index, variant=None):
+    """The seed of one training of an experiment.
+
+    A function of the run's ``seed`` (``--seed``), the experiment's name, the
+    training's seed ``index`` (0, 1, ... over the seeds it is repeated with)
+    and, if given, its ``variant``; never of the order in which the trainings
+    happen to run or of the process that runs them. Leave ``variant`` out to
+    give every variant the same seeds, so that they differ only in what they
+    ablate (a paired comparison).
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed, at least 0.
+    experiment : str
+        The experiment's name, such as ``"bn"``.
+    index : int
+        Which of the training's seeds.
+    variant : str, optional
+        What is trained, such as ``"tau=0.7"``.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**31 - 1]``, for ``random_state``.
+    """
+    words = [experiment] if variant is None else [experiment, str(variant)]
+    entropy = [int(seed), int(index), *(zlib.crc32(word.encode()) for word in words)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+
+_N_JOBS = contextvars.ContextVar("n_jobs", default=None)
+
+
+@contextlib.contextmanager
+def parallel_jobs(n_jobs):
+    """Run the experiments in the block with at most ``n_jobs`` processes.
+
+    ``None`` is one per CPU core. Set by the command's ``--jobs``; the
+    numbers do not depend on it (see :func:`n_jobs`).
+    """
+    token = _N_JOBS.set(n_jobs)
+    try:
+        yield
+    finally:
+        _N_JOBS.reset(token)
+
+
+def n_jobs(n_tasks):
+    """How many processes an experiment spreads its ``n_tasks`` trainings over.
+
+    At most the ``--jobs`` of the command (:func:`parallel_jobs`; one per CPU
+    core by default) and at most ``n_tasks``. A training's numbers must not
+    depend on it: each takes its seed from :func:`training_seed` and runs
+    inside :func:`~skpapers.utils._torch.reproducible_training`.
+    """
+    limit = _N_JOBS.get() or os.cpu_count() or 1
+    return max(1, min(n_tasks, limit))
+
+
+def training_setup(seeds, n_jobs, n_threads=1):
+    """A :attr:`Result.setup` for trainings run as :func:`n_jobs` advises:
+    their seeds, processes and threads, with torch's deterministic algorithms
+    (:func:`~skpapers.utils._torch.reproducible_training`)."""
+    return {
+        "seeds": ", ".join(str(seed) for seed in seeds),
+        "processes": n_jobs,
+        "torch threads per training": n_threads,
+        "deterministic algorithms": "on",
+    }
+
+
+#: How much longer than their expected time the experiments took with other
+#: work on the same two cores: a full run announced at 19 minutes took 25
+#: (1.3x), single trainings up to 1.8x.
+BUSY_SLOWDOWN = 1.8
+
+_VERSIONS = ("numpy", "torch", "torchvision", "sklearn", "skorch", "joblib")
+
+
+def environment():
+    """What the run ran on: versions, the machine, its cores and load.
+
+    Returns
+    -------
+    dict
+        ``"python"`` and each of numpy, torch, torchvision, scikit-learn,
+        skorch and joblib that imports, by name, with their versions; the
+        machine, its CPU count, torch's default thread count and the load
+        average over the last minute, where the system gives one.
+    """
+    env = {"python": platform.python_version()}
+    for name in _VERSIONS:
+        try:
+            env[name] = importlib.import_module(name).__version__
+        except ImportError:
+            continue
+    env["machine"] = f"{platform.system()} {platform.machine()}"
+    env["CPU cores"] = os.cpu_count()
+    if "torch" in env:
+        torch = importlib.import_module("torch")
+        env["torch threads (default)"] = torch.get_num_threads()
+    with contextlib.suppress(OSError, AttributeError):
+        env["load average (1 min, at start)"] = f"{os.getloadavg()[0]:.2f}"
+    return env
 
 
 @dataclass
@@ -132,7 +252,9 @@ class Experiment:
 
     ``run(quick=..., out_dir=..., random_state=...)`` returns a :class:`Result`;
     figures are written into ``out_dir``. ``expected_seconds`` is
-    ``(quick, full)``, the run's time on two CPU cores, or None if unknown.
+    ``(quick, full)``, the run's time on two quiet CPU cores, or None if
+    unknown; on a busy machine it takes up to :data:`BUSY_SLOWDOWN` times as
+    long.
     """
 
     name: str
@@ -155,7 +277,7 @@ def experiment(name, *, title, paper, expected_seconds=None):
     """Register the decorated function as the experiment ``name``.
 
     ``expected_seconds`` is ``(quick, full)``: how long the run takes on two
-    CPU cores, announced before it starts.
+    quiet CPU cores, announced before it starts.
     """
 
     def register(run):
@@ -213,28 +335,41 @@ def _claim_rows(runs):
             )
 
 
-def write_report(path, runs, *, command=None):
+def write_report(path, runs, *, command=None, environment=None):
     """Write ``report.md`` at ``path`` and ``report.html`` next to it.
 
     ``runs`` is a list of (Experiment, Result) pairs; ``command``, if given,
-    the command line that ran them. The Markdown links the figures by file
-    name; the HTML page embeds them, so it can be sent on its own. Returns
-    the paths of both.
+    the command line that ran them; ``environment``, if given, what they ran
+    on (as :func:`environment` gives it), shown as a table at the end.
+    The Markdown links the figures by file name; the HTML page embeds them,
+    so it can be sent on its own. Returns the paths of both.
     """
     path = Path(path)
-    path.write_text(_markdown(runs, command))
+    path.write_text(_markdown(runs, command, environment))
     html_path = path.with_suffix(".html")
-    html_path.write_text(_html(runs, command))
+    html_path.write_text(_html(runs, command, environment))
     return path, html_path
 
 
-def _markdown(runs, command):
+def _environment_table(environment):
+    rows = [[name, str(value)] for name, value in environment.items()]
+    return Table("Versions, machine and load", ["what", "value"], rows)
+
+
+def _setup_text(result):
+    """The ``setup`` of a result in one line: ``"seeds: 1, 2; processes: 2"``."""
+    return "; ".join(f"{name}: {value}" for name, value in result.setup.items())
+
+
+def _markdown(runs, command, environment):
     lines = ["# skpapers: reproduction report", ""]
     if command:
         lines += [f"`{command}`", ""]
     lines += [claims_table(runs).to_markdown(), ""]
     for exp, result in runs:
         lines += [f"## {exp.title}", "", f"*{exp.paper}*", ""]
+        if result.setup:
+            lines += [f"Setup: {_setup_text(result)}.", ""]
         for table in result.tables:
             lines += [table.to_markdown(), ""]
         for figure in result.figures:
@@ -242,6 +377,8 @@ def _markdown(runs, command):
             lines += [f"![{figure.stem}]({figure.name})", ""]
         lines += [f"- {note}" for note in result.notes]
         lines.append("")
+    if environment:
+        lines += ["## Ran on", "", _environment_table(environment).to_markdown(), ""]
     return "\n".join(lines)
 
 
@@ -269,7 +406,7 @@ figcaption { font-size: 0.85rem; color: #555; }
 """
 
 
-def _html(runs, command):
+def _html(runs, command, environment):
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -288,6 +425,10 @@ def _html(runs, command):
             f'<section id="{html.escape(exp.name)}">',
             f"<h2>{html.escape(exp.title)}</h2>",
             f'<p class="paper">{html.escape(exp.paper)}</p>',
+        ]
+        if result.setup:
+            parts.append(f"<p>Setup: {html.escape(_setup_text(result))}.</p>")
+        parts += [
             *(_html_table(table) for table in result.tables),
             *(_html_figure(Path(figure)) for figure in result.figures),
         ]
@@ -296,6 +437,13 @@ def _html(runs, command):
             parts += [f"<li>{html.escape(note)}</li>" for note in result.notes]
             parts.append("</ul>")
         parts.append("</section>")
+    if environment:
+        parts += [
+            '<section id="ran-on">',
+            "<h2>Ran on</h2>",
+            _html_table(_environment_table(environment)),
+            "</section>",
+        ]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 

@@ -8,7 +8,6 @@ ablates differs. Mask AP is COCO's, computed by pycocotools on held-out
 images.
 """
 
-import os
 import time
 import warnings
 
@@ -22,13 +21,15 @@ from skpapers._reproduce import (
     Table,
     experiment,
     mean_std,
+    n_jobs,
     ranked_beyond_spread,
+    training_setup,
 )
 from skpapers.datasets import SHAPE_NAMES, make_shapes
 from skpapers.metrics import mask_average_precision
 from skpapers.segmentation._maskrcnn import MaskRCNNSegmenter
 from skpapers.utils._plotting import PLOT_HINT, optional_pyplot, save_figure
-from skpapers.utils._torch import torch_threads
+from skpapers.utils._torch import reproducible_training
 
 # (the paper's table, the variant, its parameters, COCO mask AP in the paper)
 VARIANTS = (
@@ -72,6 +73,7 @@ def run(*, quick, out_dir, random_state):
             f"images x {epochs} epochs, about 12 minutes on two CPU cores",
             flush=True,
         )
+    jobs = n_jobs(len(VARIANTS) * len(seeds))
     start = time.perf_counter()
     scores, example = table2_scores(
         (X_train, y_train),
@@ -79,9 +81,10 @@ def run(*, quick, out_dir, random_state):
         seeds=seeds,
         max_epochs=epochs,
         progress=not quick,
+        n_jobs=jobs,
     )
     seconds = time.perf_counter() - start
-    result = Result()
+    result = Result(setup=training_setup(seeds, jobs))
     result.tables.append(_ap_table(scores, size, epochs))
     result.notes += _notes(scores, size, epochs, seconds, quick)
     result.claims += _claims(scores)
@@ -97,11 +100,13 @@ def run(*, quick, out_dir, random_state):
     return result
 
 
-def table2_scores(train, test, *, seeds, max_epochs, progress=False):
+def table2_scores(train, test, *, seeds, max_epochs, progress=False, n_jobs=1):
     """Mask AP, AP50 and AP75 of every variant, per seed.
 
-    The trainings run in parallel, one process per CPU core and one torch
-    thread each: these small networks gain little from a second thread.
+    The trainings run in ``n_jobs`` processes, on one torch thread each and
+    with torch's deterministic algorithms: these small networks gain little
+    from a second thread, and a training's numbers depend on its thread
+    count (not on ``n_jobs``, nor on the order the trainings run in).
 
     Returns a dict from the variant's name to an array of shape
     ``(len(seeds), 3)`` of percentages, and the first seed's predictions of
@@ -112,10 +117,9 @@ def table2_scores(train, test, *, seeds, max_epochs, progress=False):
         for i, seed in enumerate(seeds)
         for _, name, params, _ in VARIANTS
     ]
-    jobs = Parallel(
-        n_jobs=min(len(cells), os.cpu_count() or 1),
-        return_as="generator_unordered",
-    )(delayed(_score_cell)(cell, train, test, max_epochs=max_epochs) for cell in cells)
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_score_cell)(cell, train, test, max_epochs=max_epochs) for cell in cells
+    )
     scores = {name: [None] * len(seeds) for _, name, _, _ in VARIANTS}
     example = None
     with warnings.catch_warnings():
@@ -138,7 +142,7 @@ def _score_cell(cell, train, test, *, max_epochs):
     """Train one variant with one seed; its AP, AP50, AP75 and predictions."""
     _, seed, _, params = cell
     start = time.perf_counter()
-    with torch_threads(1):
+    with reproducible_training(1):
         model = MaskRCNNSegmenter(
             max_epochs=max_epochs,
             score_threshold=_SCORE_THRESHOLD,

@@ -87,6 +87,40 @@ def torch_threads(n_threads):
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def reproducible_training(n_threads=1):
+    """Run the block so that a training computes the same numbers each time.
+
+    Torch runs on ``n_threads`` threads with its deterministic algorithms
+    (``torch.use_deterministic_algorithms(True, warn_only=True)``: an
+    operation that has none warns and runs as before) and without cuDNN's
+    benchmark, which times kernels and keeps the fastest. Both matter on a
+    CPU too: torch's kernels split their work, and so the order of their
+    floating-point sums, by the number of threads, so the same seed trains
+    to other weights on one thread than on two. The thread count, the
+    deterministic mode and cuDNN's setting are restored afterwards.
+
+    Parameters
+    ----------
+    n_threads : int, default=1
+        Torch's intra-op threads inside the block. A training's numbers
+        depend on it, not on how many trainings run beside it.
+    """
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        with torch_threads(n_threads):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
+
+
 OPTIMIZERS = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
