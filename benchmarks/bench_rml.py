@@ -5,10 +5,12 @@ pairs of ``load_cmudict_g2p`` (words drawn with a fixed seed):
 
 - ``train``: target tokens per second of ``RMLSequencePredictor.fit``
   against a minimal hand-written PyTorch loop training the same
-  :class:`~skpapers.sequence.Seq2Seq` (shuffled permutation, tensor indexing
+  :class:`~skpapers.sequence.Seq2Seq`: the estimator's
+  :class:`~skpapers.sequence.LengthBatchSampler` batches, tensor indexing
   per batch, ``sample_payoff_batch`` called as ``RMLNet.augment`` calls it,
-  teacher forcing, ``CrossEntropyLoss`` ignoring padding, backward, gradient
-  norm clipped at 5, Adam step), at ``tau=0.9`` and at ``tau=0`` (no
+  then the estimator's own ``sequence_loss`` (teacher forcing,
+  ``CrossEntropyLoss`` ignoring padding) and the shared ``training_step``
+  (backward, gradient norm clipped at 5, Adam step), at ``tau=0.9`` and at ``tau=0`` (no
   sampling). Both start from the same seed, see the same batches in the same
   order and draw the same samples (each epoch seeded as the estimator's net
   seeds it), so they end on the same training loss: the time between them is
@@ -57,7 +59,8 @@ from _environment import environment
 from _memory import format_bytes, peak_memory
 
 from skpapers.datasets import load_cmudict_g2p
-from skpapers.sequence import RMLSequencePredictor, Seq2Seq
+from skpapers.sequence import LengthBatchSampler, RMLSequencePredictor, Seq2Seq
+from skpapers.sequence._batching import pair_lengths
 from skpapers.sequence._modules import PAD, beam_search
 from skpapers.sequence._payoff import _PayoffTables, sample_payoff_batch
 from skpapers.sequence._rml import (
@@ -66,8 +69,9 @@ from skpapers.sequence._rml import (
     EOS,
     SOURCE_END,
     UNK,
-    _teacher_forcing,
+    sequence_loss,
 )
+from skpapers.utils._base import training_step
 from skpapers.utils._torch import seeded, torch_seed
 
 PARTS = ("train", "sampling", "beam", "sampler")
@@ -126,16 +130,15 @@ def target_tokens(y):
 # -- part 1: training throughput ----------------------------------------------------
 
 
-def _epoch_permutation(n_pairs):
-    """The order in which a shuffling ``DataLoader`` visits ``n_pairs`` rows.
+def _epoch_batches(sampler):
+    """The batches a ``DataLoader`` over ``sampler`` serves in an epoch.
 
-    The loader's iterator first draws a base seed for its workers, then
-    ``RandomSampler`` a seed for its own generator. Drawing the same here
-    keeps the plain loop's batches and payoff samples the estimator's.
+    The loader's iterator first draws a base seed for its workers, then the
+    sampler a seed for its permutation. Drawing the same here keeps the plain
+    loop's batches and payoff samples the estimator's.
     """
     torch.empty((), dtype=torch.int64).random_()  # the loader's worker seed
-    seed = int(torch.empty((), dtype=torch.int64).random_().item())
-    return torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed))
+    return list(sampler)
 
 
 class PlainStep:
@@ -159,21 +162,26 @@ class PlainStep:
         )
 
     def __call__(self, source, source_lengths, target, target_lengths):
-        self.optimizer.zero_grad()
         if self.tau > 0:
             target, target_lengths = self.sample(target, target_lengths)
-        decoder_input, gold = _teacher_forcing(target, target_lengths)
-        logits = self.module(source, source_lengths, decoder_input)
-        loss = self.criterion(logits.flatten(0, 1), gold.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), CLIP)
-        self.optimizer.step()
+        parts = source, source_lengths, target, target_lengths
+        loss = training_step(
+            self.optimizer,
+            lambda: sequence_loss(self.module, self.criterion, *parts)[0],
+            on_gradients=self.clip,
+        )
         return loss.item()
+
+    def clip(self):
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), CLIP)
 
 
 def train_plain(tensors, sizes, *, tau, epochs):
     """The plain loop; per-epoch seconds and the last epoch's mean loss."""
     n_pairs = len(tensors[0])
+    sampler = LengthBatchSampler(
+        pair_lengths(tensors[1], tensors[3]), batch_size=BATCH_SIZE
+    )
     seed = torch_seed(SEED)
     with seeded(seed):
         step = PlainStep(sizes, tau=tau, reward="edit")
@@ -183,7 +191,7 @@ def train_plain(tensors, sizes, *, tau, epochs):
             # each epoch seeded as the estimator's net seeds it: the same steps
             torch.default_generator.manual_seed(seed + epoch + 1)
             total = 0.0
-            for rows in _epoch_permutation(n_pairs).split(BATCH_SIZE):
+            for rows in _epoch_batches(sampler):
                 total += step(*(part[rows] for part in tensors)) * len(rows)
             durations.append(time.perf_counter() - start)
     return durations, total / n_pairs

@@ -166,29 +166,53 @@ class RMLNet(TrainingNetMixin, NeuralNet):
             )
         return source, source_lengths, target, target_lengths
 
-    def _loss(self, batch, *, training):
+    def _parts(self, batch):
         X = to_tensor(batch[0], device=self.device)
-        parts = X["source"], X["source_lengths"], X["target"], X["target_lengths"]
-        if training:
-            parts = self.augment(*parts)
-        source, source_lengths, target, target_lengths = parts
-        source = source[:, : max(int(source_lengths.max()), 1)]  # the batch's own
-        decoder_input, gold = _teacher_forcing(target, target_lengths)
-        logits = self.module_(source, source_lengths, decoder_input)
-        loss = self.criterion_(logits.flatten(0, 1), gold.flatten())
-        return loss, logits
+        return X["source"], X["source_lengths"], X["target"], X["target_lengths"]
 
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
-        loss, logits = self._loss(batch, training=True)
-        loss.backward()
-        return {"loss": loss, "y_pred": logits}
+    def batch_loss(self, batch, **fit_params):
+        """The loss of a batch whose targets are replaced by payoff samples."""
+        parts = self.augment(*self._parts(batch))
+        return sequence_loss(self.module_, self.criterion_, *parts)
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
         with torch.no_grad():
-            loss, logits = self._loss(batch, training=False)
+            loss, logits = sequence_loss(
+                self.module_, self.criterion_, *self._parts(batch)
+            )
         return {"loss": loss, "y_pred": logits}
+
+
+def sequence_loss(module, criterion, source, source_lengths, target, target_lengths):
+    """The teacher-forced loss of a batch of pairs, and its logits.
+
+    The decoder reads ``[BOS] + y`` and is scored on ``y + [EOS]``; the
+    source is cut to the batch's longest. The loss every training and
+    validation step of :class:`RMLNet` computes, and the benchmark's plain
+    loop too.
+
+    Parameters
+    ----------
+    module : Seq2Seq
+        The model.
+    criterion : callable
+        ``criterion(logits[N, V], gold[N])``, padding ignored.
+    source, source_lengths, target, target_lengths : Tensor
+        The encoded batch: ``source`` ends in its end marker, ``target`` has
+        no markers; both padded with ``PAD``.
+
+    Returns
+    -------
+    loss : Tensor
+        Scalar.
+    logits : Tensor[B, T, V]
+        The decoder's output at each position.
+    """
+    source = source[:, : max(int(source_lengths.max()), 1)]  # the batch's own
+    decoder_input, gold = _teacher_forcing(target, target_lengths)
+    logits = module(source, source_lengths, decoder_input)
+    return criterion(logits.flatten(0, 1), gold.flatten()), logits
 
 
 class _PairBatches(torch.utils.data.Dataset):
