@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import time
@@ -133,6 +134,9 @@ def main(argv=None):
         )
     ran_on = environment()
     print(_plan(chosen, args.quick), flush=True)
+    busy = _busy_note()
+    if busy:
+        print(busy, flush=True)
     runs = []
     for k, exp in enumerate(chosen, start=1):
         expected = exp.expected(args.quick)
@@ -194,6 +198,21 @@ def _plan(chosen, quick):
     if unknown:
         plan += f", not counting {', '.join(unknown)} (no estimate)"
     return plan
+
+
+def _busy_note():
+    """A line when other work already keeps the cores busy, else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average on this system
+        return None
+    cores = os.cpu_count() or 1
+    if load <= cores / 2:
+        return None
+    return (
+        f"The cores are busy (load average {load:.1f} on {cores} cores): expect "
+        "the longer time."
+    )
 
 
 def _duration(seconds):

@@ -294,6 +294,8 @@ def tiny_experiments(monkeypatch):
         "three": _tiny_experiment("three", [], expected_seconds=None),
     }
     monkeypatch.setattr(_cli, "registered_experiments", lambda: experiments)
+    # quiet cores, whatever runs beside the tests
+    monkeypatch.setattr(_cli.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     return experiments
 
 
@@ -304,7 +306,7 @@ def test_reproduce_runs_all_by_default_and_says_how_long(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
         "Running one, two, three (full); expected time: about 3 min on 2 quiet "
-        "cores, up to 6 min on busy ones, not counting three (no estimate)"
+        "cores, up to 9 min on busy ones, not counting three (no estimate)"
     )
     progress = [line for line in lines if re.match(r"\[\d/\d\] ", line)]
     assert progress == [
@@ -315,10 +317,23 @@ def test_reproduce_runs_all_by_default_and_says_how_long(
     assert "Claims: 1 hold, 1 do not, 1 unclear." in lines
     assert main(["reproduce", "two", "--quick", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(
-        "Running two (quick); expected time: about 2 s on 2 quiet cores, up to 4 s "
+        "Running two (quick); expected time: about 2 s on 2 quiet cores, up to 6 s "
         "on busy ones\n"
         "[1/1] two (expected ~2 s)\n"
     )
+
+
+def test_busy_cores_are_announced(tiny_experiments, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_cli.os, "getloadavg", lambda: (5.5, 5.0, 4.0))
+    assert main(["reproduce", "two", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "The cores are busy (load average 5.5 on 2 cores): expect the longer time."
+    )
+    monkeypatch.setattr(_cli.os, "getloadavg", lambda: (1.0, 5.0, 4.0))
+    assert main(["reproduce", "two", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "[1/1] two (expected ~90 s)"
 
 
 def test_report_md_begins_with_the_claims(tiny_experiments, tmp_path):
