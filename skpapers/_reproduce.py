@@ -213,8 +213,8 @@ def training_setup(seeds, n_jobs, n_threads=1):
 
 #: How much longer than their expected time the experiments take with other
 #: work on the same two cores: a full run announced at 19 minutes took 25
-#: (1.3x); the full bn run took 803 s at a load average of 5 to 8, three
-#: times its CPU seconds over two cores.
+#: (1.3x); the full bn run took 489 s at a load average of 3 to 5, 2.7
+#: times its CPU seconds over two cores (803 s, 3x, at 5 to 8).
 BUSY_SLOWDOWN = 3
 
 _VERSIONS = ("numpy", "torch", "torchvision", "sklearn", "skorch", "joblib")
