@@ -297,18 +297,24 @@ def _check_callback_param(name, key, rest, callbacks):
 
 
 def _cloned(state):
-    """A copy of a state dict: its tensors cloned, its containers new.
+    """A copy of an optimizer's state dict: its tensors cloned, its
+    containers new.
 
     ``copy.deepcopy`` does the same at several times the cost, which on a
     small network is a noticeable share of an epoch.
     """
     if isinstance(state, torch.Tensor):
-        return state.detach().clone()
+        return state.clone()  # an optimizer's state has no gradient
     if isinstance(state, dict):
         return type(state)((key, _cloned(value)) for key, value in state.items())
     if isinstance(state, list | tuple):
+        if not any(isinstance(value, _CONTAINERS) for value in state):
+            return type(state)(state)  # such as the parameters' indices
         return type(state)(_cloned(value) for value in state)
     return state
+
+
+_CONTAINERS = (torch.Tensor, dict, list, tuple)
 
 
 def training_step(optimizer, batch_loss, *, on_gradients=None):
@@ -484,7 +490,9 @@ class TrainingNetMixin:
                 training=True,
             )
 
-        listened = self._listeners("on_grad_computed")
+        listened = vars(self).get("_gradients_listened")  # set by the epoch
+        if listened is None:
+            listened = bool(self._listeners("on_grad_computed"))
         loss = training_step(
             self.optimizer_, batch_loss, on_gradients=on_gradients if listened else None
         )
@@ -509,26 +517,32 @@ class TrainingNetMixin:
         end = self._listeners("on_batch_end")
         rows = list.__getitem__(self.history, -1)["batches"]
         batch_count = 0
-        for batch in iterator:
-            if new_row:
-                rows.append({})
-            for call in begin:
-                call(self, batch=batch, training=training)
-            row = rows[-1]
-            step = step_fn(batch, **fit_params)
-            loss = step["loss"].item()
-            if training and not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss} in epoch {len(self.history)}; "
-                    f"lower the learning rate (lr={self._rate():g})."
-                )
-            row[prefix + "_loss"] = loss
-            row[prefix + "_batch_size"] = _batch_length(batch)
-            for call in end:
-                call(self, batch=batch, training=training, **step)
-            batch_count += 1
-            if self.stop_requested_:
-                raise KeyboardInterrupt
+        # in the instance's dict: skorch's __setattr__ is slow
+        vars(self)["_gradients_listened"] = bool(self._listeners("on_grad_computed"))
+        try:
+            for batch in iterator:
+                if new_row:
+                    rows.append({})
+                for call in begin:
+                    call(self, batch=batch, training=training)
+                row = rows[-1]
+                step = step_fn(batch, **fit_params)
+                loss = step["loss"].item()
+                if training and not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the training loss became {loss} in epoch "
+                        f"{len(self.history)}; lower the learning rate "
+                        f"(lr={self._rate():g})."
+                    )
+                row[prefix + "_loss"] = loss
+                row[prefix + "_batch_size"] = _batch_length(batch)
+                for call in end:
+                    call(self, batch=batch, training=training, **step)
+                batch_count += 1
+                if self.stop_requested_:
+                    raise KeyboardInterrupt
+        finally:
+            vars(self).pop("_gradients_listened")
         self.history.record(prefix + "_batch_count", batch_count)
 
     def _rate(self):
@@ -541,24 +555,32 @@ class TrainingNetMixin:
         return self
 
     def notify(self, method_name, **cb_kwargs):
-        if method_name != "on_epoch_end":
+        loop = vars(self).get("_loop")
+        if method_name != "on_epoch_end" or loop is None:
             return super().notify(method_name, **cb_kwargs)
         try:
             super().notify(method_name, **cb_kwargs)
         except KeyboardInterrupt:
             # skorch's EarlyStopping stops so, once the epoch is complete
-            self._last_complete = self._snapshot()
-            self._stopped_by_callback = not self.stop_requested_
+            loop["last_complete"] = self._snapshot()
+            loop["stopped_by_callback"] = not self.stop_requested_
             raise
-        self._last_complete = self._snapshot()
+        loop["last_complete"] = self._snapshot()
         if self.stop_requested_:  # Ctrl-C while the epoch ended
             raise KeyboardInterrupt
         return None
 
     def _snapshot(self):
+        """Copies of the weights and the optimizer's state, and the epochs."""
+        loop = vars(self).get("_loop", {})
+        # the state dict's tensors are the module's own, while it is the same
+        module, weights = loop.get("weights", (None, None))
+        if module is not self.module_:
+            weights = self.module_.state_dict()
+            loop["weights"] = self.module_, weights
         optimizer = self.optimizer_.state_dict()
         return {
-            "module": {k: v.clone() for k, v in self.module_.state_dict().items()},
+            "module": {key: value.clone() for key, value in weights.items()},
             "optimizer": {
                 "state": _cloned(optimizer["state"]),
                 "param_groups": _cloned(optimizer["param_groups"]),
@@ -573,8 +595,9 @@ class TrainingNetMixin:
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         self.interrupted_ = False
-        self._stopped_by_callback = False
-        before = self._last_complete = self._snapshot()
+        # in the instance's dict: skorch's __setattr__ is slow
+        loop = vars(self)["_loop"] = {"stopped_by_callback": False}
+        before = loop["last_complete"] = self._snapshot()
         try:
             with _ctrl_c_after_step(self):
                 return super().fit_loop(X, y, epochs=epochs, **fit_params)
@@ -582,11 +605,11 @@ class TrainingNetMixin:
             if self.aborted_:
                 self._roll_back(before)
                 raise
-            self._roll_back(self._last_complete)
-            self.interrupted_ = not self._stopped_by_callback
+            self._roll_back(loop["last_complete"])
+            self.interrupted_ = not loop["stopped_by_callback"]
             return self
         except BaseException:
             self._roll_back(before)
             raise
         finally:
-            del self._last_complete, self._stopped_by_callback
+            del vars(self)["_loop"]
