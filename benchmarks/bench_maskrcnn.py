@@ -65,6 +65,7 @@ from skpapers.segmentation import MaskRCNNSegmenter, build_maskrcnn
 from skpapers.segmentation._maskrcnn import WarmupSchedule
 from skpapers.segmentation._model import ROI_FUNCTIONS
 from skpapers.utils._base import training_step
+from skpapers.utils._torch import reproducible_training
 
 PARTS = ("train", "predict", "roi", "converge", "ladder")
 SEED = 0
@@ -342,20 +343,24 @@ def format_roi_row(row):
     )
 
 
-def converge_rows(n_train, n_test, runs):
+def converge_rows(n_train, n_test, runs, *, threads):
     """Train on ``n_train`` images and score on ``n_test`` held-out ones.
 
     ``runs`` holds ``(label, params)`` pairs of the estimator's parameters.
+    Each fit runs on ``threads`` torch threads with torch's deterministic
+    algorithms: a seed repeats its numbers at the same thread count and code,
+    not across them (torch splits its sums by the thread count).
     """
     X, y = make_shapes(n_train, random_state=SEED)
     X_test, y_test = make_shapes(n_test, random_state=SEED + 1)
     rows = []
     for label, params in runs:
         segmenter = MaskRCNNSegmenter(score_threshold=0.05, **params)
-        wall, cpu = time.perf_counter(), time.process_time()
-        segmenter.fit(X, y)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        predictions = segmenter.predict(X_test)
+        with reproducible_training(threads):
+            wall, cpu = time.perf_counter(), time.process_time()
+            segmenter.fit(X, y)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            predictions = segmenter.predict(X_test)
         row = {
             "run": label,
             "params": params,
@@ -494,11 +499,11 @@ def main(argv=None):
             (f"seed {seed}", dict(augment=CONVERGE_AUGMENT, random_state=seed))
             for seed in args.seeds
         ]
-        rows["converge"] = converge_rows(1000, 200, runs)
+        rows["converge"] = converge_rows(1000, 200, runs, threads=args.threads)
     if "ladder" in parts:
         print("\nladder: from the paper's training to the defaults, one change a step")
         runs = [(label, {**params, "random_state": SEED}) for label, params in LADDER]
-        rows["ladder"] = converge_rows(1000, 200, runs)
+        rows["ladder"] = converge_rows(1000, 200, runs, threads=args.threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "rows": rows}, f, indent=2)

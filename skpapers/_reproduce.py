@@ -17,6 +17,7 @@ import mimetypes
 import os
 import pkgutil
 import platform
+import subprocess
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,33 @@ def training_setup(seeds, n_jobs, n_threads=1):
 #: times its CPU seconds over two cores (803 s, 3x, at 5 to 8).
 BUSY_SLOWDOWN = 3
 
+
+def _skpapers_version():
+    """skpapers' version and, from a git checkout, its commit: the numbers of
+    a seed change with the code."""
+    import skpapers
+
+    version = skpapers.__version__
+    folder = Path(skpapers.__file__).parent
+    try:
+        commit, changes = (
+            subprocess.run(
+                ["git", "-C", str(folder), *command],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            for command in (
+                ["rev-parse", "--short", "HEAD"],
+                ["status", "--porcelain", "--untracked-files=no", "."],
+            )
+        )
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
+        return version
+    return f"{version}, commit {commit}" + (", with changes" if changes else "")
+
+
 _VERSIONS = ("numpy", "torch", "torchvision", "sklearn", "skorch", "joblib")
 
 
@@ -226,12 +254,13 @@ def environment():
     Returns
     -------
     dict
-        ``"python"`` and each of numpy, torch, torchvision, scikit-learn,
-        skorch and joblib that imports, by name, with their versions; the
+        ``"python"``, ``"skpapers"`` (with the git commit when it runs from a
+        checkout) and each of numpy, torch, torchvision, scikit-learn, skorch
+        and joblib that imports, by name, with their versions; the
         machine, its CPU count, torch's default thread count and the load
         average over the last minute, where the system gives one.
     """
-    env = {"python": platform.python_version()}
+    env = {"python": platform.python_version(), "skpapers": _skpapers_version()}
     for name in _VERSIONS:
         try:
             env[name] = importlib.import_module(name).__version__

@@ -364,6 +364,7 @@ def test_report_says_what_it_ran_on_and_how_long(tiny_experiments, tmp_path):
     report = (tmp_path / "report.md").read_text()
     ran_on = report[report.index("## Ran on") :]
     assert f"| torch | {torch.__version__} |" in ran_on
+    assert f"| skpapers | {__version__}" in ran_on  # and its commit, in a checkout
     assert f"| sklearn | {sklearn.__version__} |" in ran_on
     assert re.search(r"^\| CPU cores \| \d+ \|$", ran_on, re.M)
     assert re.search(
