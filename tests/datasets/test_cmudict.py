@@ -46,7 +46,11 @@ def test_callers_cannot_change_the_cached_dictionary():
 def test_subsets_and_return_X_y_follow_the_split():
     data = load_cmudict_g2p(max_words=500, random_state=0)
     pairs = dict(
-        zip(data.X_train + data.X_test, data.y_train + data.y_test, strict=True)
+        zip(
+            data.X_train + data.X_test,
+            data.y_train + data.y_test,
+            strict=True,
+        )
     )
     assert data.data == sorted(pairs) and len(data.data) == 500
     assert data.target == [pairs[word] for word in data.data]
@@ -111,13 +115,18 @@ def test_all_pronunciations_keep_each_word_on_its_side_of_the_split():
     # a word's pronunciations are neighbours, the first one first
     pairs = list(zip(every.X_train, every.y_train, strict=True))
     read = [y for x, y in pairs if x == "read"]
-    assert len(read) == 2 and read[0] == dict(zip(first.X_train, first.y_train))["read"]
+    assert (
+        len(read) == 2
+        and read[0] == dict(zip(first.X_train, first.y_train, strict=True))["read"]
+    )
     assert {tuple(p) for p in read} == {("R", "EH", "D"), ("R", "IY", "D")}
     # variants that differ only by stress are one pronunciation once stress
     # is gone
     assert all(len({tuple(p) for p in r}) == len(r) for r in every.references_test)
     # references_test lists every pronunciation of each test pair's word
     assert len(first.references_test) == len(first.X_test)
-    for x, y, refs in zip(every.X_test, every.y_test, every.references_test):
+    for _, y, refs in zip(
+        every.X_test, every.y_test, every.references_test, strict=True
+    ):
         assert y in refs
     assert sum(len(r) > 1 for r in first.references_test) > 500
