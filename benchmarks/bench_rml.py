@@ -1,6 +1,6 @@
 """Time RMLSequencePredictor's training and decoding against plain PyTorch.
 
-Four parts, each printing one table, the first three on grapheme-to-phoneme
+Five parts, each printing one table, all but ``sampler`` on grapheme-to-phoneme
 pairs of ``load_cmudict_g2p`` (words drawn with a fixed seed):
 
 - ``train``: target tokens per second of ``RMLSequencePredictor.fit``
@@ -32,6 +32,9 @@ pairs of ``load_cmudict_g2p`` (words drawn with a fixed seed):
   ``beam_search`` on all the sequences at once) against ``beam_search`` on one
   sequence at a time, for beams of 1, 4 and 8, with a model trained for a few
   epochs; the two decodings must find the same outputs.
+- ``long``: the peak memory a one-epoch fit at the defaults adds with one
+  target of ``--long-target`` tokens (1000) among the words, with and
+  without ``batch_by_length``. Target: under 1 GB more than without it.
 
 Usage::
 
@@ -40,6 +43,7 @@ Usage::
     python benchmarks/bench_rml.py --parts sampling beam --threads 2 \
         --json rml.json
     python benchmarks/bench_rml.py --parts sampler   # about 2 min, not by default
+    python benchmarks/bench_rml.py --parts long --words 2000   # about 1 min
 
 Torch runs on ``--threads`` threads (``torch.set_num_threads``), 1 by
 default. Timings depend on the machine and on what else runs on it: this
@@ -74,7 +78,7 @@ from skpapers.sequence._rml import (
 from skpapers.utils._base import training_step
 from skpapers.utils._torch import seeded, torch_seed
 
-PARTS = ("train", "sampling", "beam", "sampler")
+PARTS = ("train", "sampling", "beam", "sampler", "long")
 DEFAULT_PARTS = ("train", "sampling", "beam")
 SEED = 0
 BATCH_SIZE = 64
@@ -510,6 +514,47 @@ def format_beam_row(row):
 # -- driver ---------------------------------------------------------------------------
 
 
+# -- part 5: one long target's memory ---------------------------------------------
+
+
+def _fit_with(X, y, long_target, by_length):
+    """A one-epoch fit at the defaults (``tau=0.9``), with or without one
+    more pair whose target is ``long_target`` tokens long."""
+    if long_target:
+        tokens = sorted({token for target in y for token in target})
+        rng = np.random.default_rng(SEED)
+        X = [*X, "abc"]
+        y = [*y, list(rng.choice(tokens, long_target))]
+    RMLSequencePredictor(
+        tau=0.9, max_epochs=1, random_state=SEED, batch_by_length=by_length
+    ).fit(X, y)
+
+
+def long_rows(X, y, long_target):
+    """Peak memory a fit adds with one long target, by ``batch_by_length``."""
+    rows = []
+    for by_length in (True, False):
+        peaks = {
+            n: peak_memory(functools.partial(_fit_with, X, y, n, by_length))
+            for n in (0, long_target)
+        }
+        row = {
+            "batch_by_length": by_length,
+            "long_target": long_target,
+            "without_bytes": peaks[0],
+            "with_bytes": peaks[long_target],
+            "extra_bytes": peaks[long_target] - peaks[0],
+        }
+        rows.append(row)
+        print(
+            f"{str(by_length):>15}{format_bytes(peaks[0]).split()[0]:>14}"
+            f"{format_bytes(peaks[long_target]).split()[0]:>14}"
+            f"{format_bytes(row['extra_bytes']).split()[0]:>11}",
+            flush=True,
+        )
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -520,7 +565,8 @@ def main(argv=None):
         nargs="+",
         default=list(DEFAULT_PARTS),
         choices=PARTS,
-        help="train sampling beam by default; sampler on request (about 2 min)",
+        help="train sampling beam by default; sampler (about 2 min) and long "
+        "(about 1 min) on request",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (default 1)"
@@ -540,6 +586,12 @@ def main(argv=None):
         nargs="+",
         default=[10, 100, 1000, 10_000],
         help="target lengths of the sampler part (10 100 1000 10000)",
+    )
+    parser.add_argument(
+        "--long-target",
+        type=int,
+        default=1000,
+        help="tokens of the long target of the long part (1000)",
     )
     parser.add_argument("--json", metavar="PATH", help="save the rows as JSON")
     args = parser.parse_args(argv)
@@ -618,6 +670,14 @@ def main(argv=None):
             settings["sampling_batches"],
             repeats,
         )
+    if "long" in args.parts:
+        print(
+            f"\nlong: peak RSS a one-epoch fit adds (defaults, tau=0.9; a fresh "
+            f"process each) on the {len(X)} pairs, and on them with one more "
+            f"whose target has {args.long_target} tokens; MiB"
+        )
+        print(f"{'batch_by_length':>15}{'without':>14}{'with':>14}{'extra':>11}")
+        rows["long"] = long_rows(X, y, args.long_target)
     if "beam" in args.parts:
         model = RMLSequencePredictor(
             tau=0.9,
