@@ -547,7 +547,7 @@ def long_rows(X, y, long_target):
         }
         rows.append(row)
         print(
-            f"{str(by_length):>15}{format_bytes(peaks[0]).split()[0]:>14}"
+            f"{by_length!s:>15}{format_bytes(peaks[0]).split()[0]:>14}"
             f"{format_bytes(peaks[long_target]).split()[0]:>14}"
             f"{format_bytes(row['extra_bytes']).split()[0]:>11}",
             flush=True,
