@@ -93,12 +93,14 @@ def load(n_words, seed):
     words = sorted(set(data.X_train))
     rng = np.random.RandomState(seed)
     dev = set(rng.choice(words, min(N_DEV, len(words) // 10), replace=False))
-    train = [(x, y) for x, y in zip(data.X_train, data.y_train) if x not in dev]
+    train = [
+        (x, y) for x, y in zip(data.X_train, data.y_train, strict=True) if x not in dev
+    ]
     every = {}
-    for x, y in zip(data.X_train, data.y_train):
+    for x, y in zip(data.X_train, data.y_train, strict=True):
         every.setdefault(x, []).append(y)
     dev = sorted(dev)
-    test = dict(zip(data.X_test, data.references_test))
+    test = dict(zip(data.X_test, data.references_test, strict=True))
     return (
         [x for x, _ in train],
         [y for _, y in train],
@@ -152,7 +154,7 @@ def main(argv=None):
     print(f"\ntraining {trained / 60:.1f} min (cpu {cpu / 60:.1f} min), ", end="")
     print(f"beam-{args.beam} decoding of the test words {decoded:.0f} s")
     rows = [*PUBLISHED, (f"ours, tau={args.tau} ({args.reward})", per, wer)]
-    print(f"\n| model | PER % | WER % |\n|---|---:|---:|")
+    print("\n| model | PER % | WER % |\n|---|---:|---:|")
     for name, p, w in rows:
         print(f"| {name} | {p:.2f} | {w:.2f} |")
     if args.json:

@@ -10,8 +10,8 @@ words = st.lists(st.sampled_from("abc"), max_size=6).map("".join)
 
 
 def test_each_prediction_is_scored_against_its_closest_reference():
-    references = [["R EH D".split(), "R IY D".split()], [["K", "AE", "T"]]]
-    predicted = ["R IY D".split(), ["K", "AH", "T"]]
+    references = [[["R", "EH", "D"], ["R", "IY", "D"]], [["K", "AE", "T"]]]
+    predicted = [["R", "IY", "D"], ["K", "AH", "T"]]
     assert edit_error_rate(references, predicted, alternatives=True) == 1 / 6
     assert sequence_accuracy(references, predicted, alternatives=True) == 0.5
     # against the first pronunciation only, the first word is wrong too
@@ -32,9 +32,9 @@ def test_a_single_reference_in_a_list_scores_as_the_reference(pairs):
     assert edit_error_rate(listed, predicted, alternatives=True) == edit_error_rate(
         truth, predicted
     )
-    assert sequence_accuracy(
-        listed, predicted, alternatives=True
-    ) == sequence_accuracy(truth, predicted)
+    assert sequence_accuracy(listed, predicted, alternatives=True) == sequence_accuracy(
+        truth, predicted
+    )
 
 
 @given(st.lists(st.tuples(words, words, words), min_size=1, max_size=5))
