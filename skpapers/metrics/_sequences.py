@@ -97,8 +97,9 @@ def edit_error_rate(y_true, y_pred, *, alternatives=False):
     >>> from skpapers.metrics import edit_error_rate
     >>> edit_error_rate(["kitten", "ab"], ["sitting", "ab"])  # 3 edits, 8 tokens
     0.375
-    >>> edit_error_rate([["kitten", "sittin"], ["ab"]], ["sitting", "ab"],
-    ...                 alternatives=True)  # 1 edit, 8 tokens
+    >>> edit_error_rate(
+    ...     [["kitten", "sittin"], ["ab"]], ["sitting", "ab"], alternatives=True
+    ... )  # 1 edit, 8 tokens
     0.125
     """
     y_true, y_pred = _paired(y_true, y_pred, alternatives)

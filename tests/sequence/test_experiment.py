@@ -22,7 +22,7 @@ def test_error_rates_do_not_depend_on_the_processes_or_their_order():
 
 
 def test_subset_keeps_every_pronunciation_of_a_training_word():
-    X_train, y_train, X_test, references = g2p_subset(2000, 300, random_state=0)
+    X_train, _, X_test, references = g2p_subset(2000, 300, random_state=0)
     assert len(set(X_train)) == 2000 and len(X_train) > 2000
     assert len(X_test) == 300 == len(references)
     assert not set(X_train) & set(X_test)
