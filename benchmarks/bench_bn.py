@@ -45,6 +45,7 @@ script asserts nothing about them.
 
 import argparse
 import functools
+import gc
 import json
 import time
 import warnings
@@ -237,7 +238,8 @@ def time_runners(runners, repeats):
 
     The runners alternate, after one warm-up round, so that a busy moment on
     the machine slows all of them alike; both clocks are read around each
-    run.
+    run. Each run starts after a garbage collection, so that none pays for
+    collecting what the one before it left.
     """
     walls = {name: [] for name in runners}
     cpus = {name: [] for name in runners}
@@ -245,6 +247,7 @@ def time_runners(runners, repeats):
     results = {}
     for repeat in range(repeats + 1):
         for name, run in runners.items():
+            gc.collect()
             wall, cpu = time.perf_counter(), time.process_time()
             durations, results[name] = run()
             if repeat:
