@@ -718,7 +718,11 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
             batch_by_length=self.batch_by_length,
         )
         params.update(self._net_params(validation=valid is not None))
-        return RMLNet(Seq2Seq, **params)
+        net = RMLNet(Seq2Seq, **params)
+        # kept with the net, and saved with it, so that a warm start of a
+        # loaded model validates on the same pairs
+        net.validation_pairs_ = valid
+        return net
 
     @names_estimator
     def predict(self, X):
@@ -784,12 +788,16 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
     _derived_attributes = ("history_",)
 
     def _network_arrays(self):
-        return net_state(self.net_)
+        state = net_state(self.net_)
+        state["validation"] = getattr(self.net_, "validation_pairs_", None)
+        return state
 
     def _restore_network(self, saved):
         device = str(loadable_device(self))
         optimizer = check_optimizer(saved["optimizer_class"])
-        net = self._build_net(optimizer, device, None, saved["params"].get("seed", 0))
+        seed = saved["params"].get("seed", 0)
+        valid = saved.get("validation")
+        net = self._build_net(optimizer, device, valid, seed)
         self._set_history(restore_net(net, saved))
 
     def __sklearn_tags__(self):

@@ -215,6 +215,30 @@ def test_early_stopping_records_the_validation_error(reversal):
     assert model.n_iter_ == int(np.argmin(errors)) + 1 + 5
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("saver", ["joblib", "skops"])
+def test_a_loaded_model_warm_starts_on_its_validation_pairs(reversal, saver, tmp_path):
+    """A warm start after loading validates and stops as the fitted model did."""
+    X, y = reversal
+    params = dict(**SMALL, tau=0.5, lr=1e-2, early_stopping=True)
+    model = RMLSequencePredictor(**params, max_epochs=3).fit(X, y)
+    path = tmp_path / "model"
+    if saver == "joblib":
+        joblib.dump(model, path)
+        loaded = joblib.load(path)
+    else:
+        skops_io = pytest.importorskip("skops.io")
+        skops_io.dump(model, path)
+        loaded = skops_io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+    for estimator in (model, loaded):
+        estimator.set_params(warm_start=True, max_epochs=2).fit(X, y)
+        assert estimator.n_iter_ == 5
+        assert len(estimator.history_[:, "valid_error"]) == 5
+        assert {"valid_error", "stopping"} <= dict(estimator.net_.callbacks_).keys()
+    # the same pairs held out, the same steps: the same errors
+    assert loaded.history_[:, "valid_error"] == model.history_[:, "valid_error"]
+
+
 def test_verbose_prints_the_epochs(reversal):
     X, y = reversal
     out = io.StringIO()
