@@ -21,6 +21,8 @@ Usage::
     python benchmarks/bench_g2p.py                   # ML, the whole dictionary
     python benchmarks/bench_g2p.py --tau 0.7         # RML, edit reward
     python benchmarks/bench_g2p.py --words 20000 --epochs 4 --seed 1
+    python benchmarks/bench_g2p.py --plot curves.png --from ml.json rml.json
+                                         # draw saved runs' learning curves
 
 Torch runs on ``--threads`` threads (1 by default: on a busy machine a second
 thread costs more than it gives to a network this size). Timings depend on
@@ -109,6 +111,47 @@ def load(n_words, seed):
     )
 
 
+def plot_curves(paths, out):
+    """Held-out PER against the epoch of runs saved with ``--json``, each
+    labelled with its ``tau``, reward and test PER/WER; saved to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for path in paths:
+        with open(path) as file:
+            run = json.load(file)
+        curve = [row["dev_per"] for row in run["history"]]
+        args = run["args"]
+        name = (
+            "ML" if args["tau"] == 0 else f"RML, tau={args['tau']:g} ({args['reward']})"
+        )
+        ax.plot(
+            range(1, len(curve) + 1),
+            curve,
+            "o-",
+            label=f"{name}: test PER {run['per']:.2f}%, WER {run['wer']:.2f}%",
+        )
+    for name, per, _ in PUBLISHED:
+        ax.axhline(per, color="grey", lw=0.8, ls=":")
+        ax.annotate(
+            f"{name}: {per}% (published, test words)",
+            (1, per),
+            fontsize="x-small",
+            color="grey",
+            va="bottom",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"greedy PER of {N_DEV} held-out training words (%)")
+    ax.set_title("CMUdict, every pronunciation of 105,000 words", fontsize="medium")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"saved {out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--words", type=int, default=None, help="all if not given")
@@ -119,7 +162,18 @@ def main(argv=None):
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="save the results as JSON")
+    parser.add_argument("--plot", help="save the learning curves as an image")
+    parser.add_argument(
+        "--from",
+        dest="saved",
+        nargs="+",
+        metavar="JSON",
+        help="with --plot: draw these saved runs instead of training",
+    )
     args = parser.parse_args(argv)
+    if args.saved:
+        plot_curves(args.saved, args.plot or "g2p_curves.png")
+        return
     torch.set_num_threads(args.threads)
     print(json.dumps(environment()), flush=True)
     X, y, dev, test = load(args.words, args.seed)
@@ -174,6 +228,8 @@ def main(argv=None):
                 file,
                 indent=1,
             )
+        if args.plot:
+            plot_curves([args.json], args.plot)
 
 
 if __name__ == "__main__":
