@@ -202,8 +202,8 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
     ...         (32,), lr=0.1, batch_size=30, max_epochs=20, random_state=0
     ...     ),
     ... )
-    >>> round(clf.fit(X, y).score(X, y), 2)
-    0.98
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
     """
 
     _parameter_constraints: dict = {
