@@ -217,19 +217,12 @@ def test_early_stopping_records_the_validation_error(reversal):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("saver", ["joblib", "skops"])
-def test_a_loaded_model_warm_starts_on_its_validation_pairs(reversal, saver, tmp_path):
+def test_a_loaded_model_warm_starts_on_its_validation_pairs(reversal, saver, reloaded):
     """A warm start after loading validates and stops as the fitted model did."""
     X, y = reversal
     params = dict(**SMALL, tau=0.5, lr=1e-2, early_stopping=True)
     model = RMLSequencePredictor(**params, max_epochs=3).fit(X, y)
-    path = tmp_path / "model"
-    if saver == "joblib":
-        joblib.dump(model, path)
-        loaded = joblib.load(path)
-    else:
-        skops_io = pytest.importorskip("skops.io")
-        skops_io.dump(model, path)
-        loaded = skops_io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+    loaded = reloaded(model, saver)
     for estimator in (model, loaded):
         estimator.set_params(warm_start=True, max_epochs=2).fit(X, y)
         assert estimator.n_iter_ == 5

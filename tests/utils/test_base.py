@@ -9,7 +9,6 @@ import signal
 import threading
 import warnings
 
-import joblib
 import numpy as np
 import pytest
 import torch
@@ -272,20 +271,11 @@ def test_a_warm_start_continues_as_one_fit(name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("persist", ["joblib", "skops"])
-def test_a_loaded_model_trains_on(name, persist, tmp_path):
+def test_a_loaded_model_trains_on(name, persist, reloaded):
     X, y = _data(name)
     whole = _make(name, max_epochs=5).fit(X, y)
     part = _make(name, max_epochs=2).fit(X, y)
-    path = tmp_path / "model"
-    if persist == "joblib":
-        joblib.dump(part, path)
-        loaded = joblib.load(path)
-    else:
-        skops_io = pytest.importorskip("skops.io")
-        from skpapers.utils import SKOPS_TRUSTED_TYPES
-
-        skops_io.dump(part, path)
-        loaded = skops_io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+    loaded = reloaded(part, persist)
     loaded.set_params(warm_start=True, max_epochs=3).fit(X, y)
     assert loaded.n_iter_ == 5
     _assert_same_weights(_weights(whole), _weights(loaded))
