@@ -32,6 +32,7 @@ them.
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -207,6 +208,8 @@ def main(argv=None):
     wer = 100 * (1 - sequence_accuracy(test[1], predicted, alternatives=True))
     print(f"\ntraining {trained / 60:.1f} min (cpu {cpu / 60:.1f} min), ", end="")
     print(f"beam-{args.beam} decoding of the test words {decoded:.0f} s")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of the process (data, training, decoding): {peak_mib:.0f} MiB")
     rows = [*PUBLISHED, (f"ours, tau={args.tau} ({args.reward})", per, wer)]
     print("\n| model | PER % | WER % |\n|---|---:|---:|")
     for name, p, w in rows:
@@ -220,6 +223,7 @@ def main(argv=None):
                     per=per,
                     wer=wer,
                     train_minutes=trained / 60,
+                    peak_mib=peak_mib,
                     history=[
                         {k: row.get(k) for k in ("train_loss", "dev_per", "elapsed")}
                         for row in model.history_
