@@ -343,6 +343,12 @@ def test_a_warm_start_takes_the_new_class_weights_and_stopping_rule(data):
     assert_allclose(weights.numpy(), expected, rtol=1e-6)
     clf.partial_fit(X[:10], y[:10])
     assert clf.net_.criterion_.weight is weights
+    # a routed criterion setting builds the criterion anew, the optimizer kept
+    optimizer = clf.net_.optimizer_
+    clf.set_params(criterion__label_smoothing=0.1).partial_fit(X, y)
+    assert clf.net_.criterion_.label_smoothing == 0.1
+    assert clf.net_.criterion_.weight is weights
+    assert clf.net_.optimizer_ is optimizer
 
 
 def test_a_warm_start_refuses_another_dropout(data):
