@@ -64,7 +64,9 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
         bias.
 
     dropout : float, default=0.0
-        Probability of dropping each hidden unit during training.
+        Probability of dropping each hidden unit during training. Part of the
+        network as built (without dropout it has no dropout layer), so a warm
+        start cannot change it.
 
     optimizer : {"sgd", "adam", "adamw"} or torch optimizer class, default="sgd"
         ``"sgd"`` is :class:`torch.optim.SGD` with ``momentum``, the paper's
@@ -118,8 +120,16 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
 
     warm_start : bool, default=False
         A fit of a fitted classifier trains ``max_epochs`` more epochs from
-        its weights (on the classes of the first fit) rather than starting
-        anew.
+        its weights and optimizer state (on the classes of the first fit)
+        rather than starting anew. It trains with the parameters as they are
+        now, as ``partial_fit`` does: ``lr``, ``momentum``, ``weight_decay``
+        and ``optimizer__*`` are written into the optimizer, keeping its
+        state (another ``optimizer`` starts a new one over the same
+        weights); ``batch_size``, ``class_weight``, the stopping rule,
+        ``callbacks``, ``verbose`` and the other routed parameters apply
+        too. ``hidden_layer_sizes``, ``activation``, ``batch_norm`` and
+        ``dropout`` shape the network, and a change to them is refused with
+        a ``ValueError``.
 
     device : str, default="cpu"
         Torch device to train and predict on: ``"cpu"``, ``"cuda"``,
@@ -220,10 +230,11 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
         "tol": [Interval(Real, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
-    _module_settings = {
-        f"module__{name}": name
-        for name in ("hidden_layer_sizes", "activation", "batch_norm", "dropout")
-    } | {"module__n_features": "X", "module__n_classes": "y"}
+    _architecture_params = ("hidden_layer_sizes", "activation", "batch_norm", "dropout")
+    _module_settings = {f"module__{name}": name for name in _architecture_params} | {
+        "module__n_features": "X",
+        "module__n_classes": "y",
+    }
 
     def __init__(
         self,
@@ -301,8 +312,10 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
-            hidden = self._check_hidden()
             warm = self.warm_start and hasattr(self, "net_")
+            if warm:
+                self._check_architecture("a warm start")
+            hidden = self._check_hidden()
             X, y = self._validate_Xy(X, y, reset=not warm)
             if warm:
                 classes, y_index = self.classes_, _label_index(y, self.classes_)
@@ -311,13 +324,14 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
             _check_two_classes(classes)
             X, y_index, weight = _weighted_rows(X, y_index, sample_weight)
             X, y_index, weight = canonical_order(X, y_index, weight)
+            # a net partial_fit built has no validation split (see _net_settings)
+            if self.early_stopping and not (
+                warm and self._net_built_with["incremental"]
+            ):
+                _check_validation_split(y_index, len(classes), self.validation_fraction)
             if warm:
-                net = self.net_
+                net = self._continued_net(optimizer, classes, y, incremental=False)
             else:
-                if self.early_stopping:
-                    _check_validation_split(
-                        y_index, len(classes), self.validation_fraction
-                    )
                 net = self._new_net(
                     hidden, optimizer, device, seed, classes, y, incremental=False
                 )
@@ -351,8 +365,10 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
-            hidden = self._check_hidden()
             first = not hasattr(self, "net_")
+            if not first:
+                self._check_architecture("partial_fit")
+            hidden = self._check_hidden()
             if first and classes is None:
                 raise ValueError(
                     "classes must be passed on the first call to partial_fit: "
@@ -373,7 +389,7 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
                     hidden, optimizer, device, seed, known, y, incremental=True
                 )
             else:
-                net = self.net_
+                net = self._continued_net(optimizer, known, y, incremental=True)
             self._train(net, X, y_index, weight, device=device, epochs=1)
             self._set_fitted(net, known)
         return self
@@ -383,6 +399,7 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
         (to rebuild ``net_`` the same on load)."""
         settings = self._net_settings(incremental=incremental)
         self._net_built_with = settings
+        self._record_architecture()
         return self._build_net(
             hidden=hidden,
             optimizer=optimizer,
@@ -392,6 +409,35 @@ class BatchNormMLPClassifier(SkorchEstimatorMixin, ClassifierMixin, BaseEstimato
             seed=seed,
             settings=settings,
         )
+
+    def _continued_net(self, optimizer, classes, y, *, incremental):
+        """``net_`` given the training settings of the parameters as they are
+        now (by ``fit`` with ``incremental=False``, or ``partial_fit``).
+
+        The net keeps what it was built for: a net ``partial_fit`` built has
+        no stopping rule nor validation split, and one ``fit`` built keeps
+        them in ``partial_fit``. ``class_weight="balanced"`` weighs the
+        classes of a warm ``fit``'s ``y``; ``partial_fit`` keeps the weights
+        the net has, as one batch cannot weigh the classes.
+        """
+        net = self.net_
+        settings = self._net_settings(incremental=self._net_built_with["incremental"])
+        if incremental and self.class_weight == "balanced":
+            weights = net.criterion__weight
+        else:
+            weights = self._class_weights(classes, y, incremental=incremental)
+        fresh = self._build_net(
+            hidden=net.module__hidden_layer_sizes,
+            optimizer=optimizer,
+            device=net.device,
+            n_classes=len(classes),
+            weights=weights,
+            seed=net.seed,
+            settings=settings,
+        )
+        self._update_net(net, fresh)
+        self._net_built_with = settings
+        return net
 
     def _train(self, net, X, y_index, weight, *, device, epochs=None):
         """Train ``net`` (initialised here if new) ``epochs`` more epochs."""

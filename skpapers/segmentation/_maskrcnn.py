@@ -145,8 +145,16 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
 
     warm_start : bool, default=False
         A fit of a fitted segmenter trains ``max_epochs`` more epochs from
-        its weights (its labels among the first fit's classes) rather than
-        starting anew.
+        its weights and optimizer state (its labels among the first fit's
+        classes) rather than starting anew. It trains with the parameters as
+        they are now, as ``partial_fit`` does: ``lr``, ``weight_decay`` and
+        ``optimizer__*`` are written into the optimizer, keeping its state
+        (another ``optimizer`` starts a new one over the same weights);
+        ``batch_size``, ``augment``, ``callbacks``, ``verbose`` and the
+        other routed parameters apply too. ``backbone``, ``weights`` (the
+        start of a new model), ``roi_op``, ``mask_loss``, ``class_agnostic``,
+        ``mask_dilation`` and ``image_size`` shape the network, and a change
+        to them is refused with a ``ValueError``.
 
     device : str, default="cpu"
         Torch device.
@@ -208,6 +216,15 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
         "score_threshold": [Interval(Real, 0, 1, closed="both")],
         "mask_threshold": [Interval(Real, 0, 1, closed="neither")],
     }
+    _architecture_params = (
+        "backbone",
+        "weights",
+        "roi_op",
+        "mask_loss",
+        "class_agnostic",
+        "mask_dilation",
+        "image_size",
+    )
 
     def __init__(
         self,
@@ -281,11 +298,14 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
+            warm = self.warm_start and hasattr(self, "net_")
+            if warm:
+                self._check_architecture("a warm start")
             images, targets, classes = self._check_data(X, y)
-            if self.warm_start and hasattr(self, "net_"):
-                net = self.net_
+            if warm:
                 _check_known_classes(classes, self.classes_)
                 classes = self.classes_
+                net = self._continued_net(optimizer)
             else:
                 net = self._new_net(classes, optimizer, device, seed)
             self._train(net, images, targets, classes, device, self.max_epochs)
@@ -316,13 +336,19 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
+            first = not hasattr(self, "net_")
+            if not first:
+                self._check_architecture("partial_fit")
             images, targets, found = self._check_data(X, y)
-            if hasattr(self, "net_"):
-                net, known = self.net_, self.classes_
-            else:
+            if first:
                 known = found if classes is None else _unique_classes(classes)
-                net = self._new_net(known, optimizer, device, seed)
+            else:
+                known = self.classes_
             _check_known_classes(found, known)
+            if first:
+                net = self._new_net(known, optimizer, device, seed)
+            else:
+                net = self._continued_net(optimizer)
             self._train(net, images, targets, known, device, 1)
         return self
 
@@ -342,11 +368,22 @@ class MaskRCNNSegmenter(SkorchEstimatorMixin, BaseEstimator):
     def _new_net(self, classes, optimizer, device, seed):
         """A new net for ``classes``, its weights drawn from ``seed``."""
         architecture = self._architecture_for(len(classes))
+        self._record_architecture()
         with seeded(seed, device):
             model = _build_model(**architecture)
             if self.weights is not None:
                 _load_weights(model, self.weights)
         return self._build_net(model, architecture, optimizer, device, seed)
+
+    def _continued_net(self, optimizer):
+        """``net_`` given the training settings of the parameters as they are
+        now, for a warm start or a later ``partial_fit``."""
+        net = self.net_
+        fresh = self._build_net(
+            net.module_, net.architecture, optimizer, net.device, net.seed
+        )
+        self._update_net(net, fresh)
+        return net
 
     def _build_net(self, model, architecture, optimizer, device, seed):
         """The skorch net training ``model``, not yet initialised."""

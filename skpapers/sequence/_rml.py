@@ -397,8 +397,18 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
 
     warm_start : bool, default=False
         A fit of a fitted predictor trains ``max_epochs`` more epochs from
-        its weights, with the vocabularies (and any validation pairs) of the
-        first fit, rather than starting anew.
+        its weights and optimizer state, with the vocabularies (and any
+        validation pairs) of the first fit, rather than starting anew. It
+        trains with the parameters as they are now, as ``partial_fit`` does:
+        ``lr``, ``weight_decay`` and ``optimizer__*`` are written into the
+        optimizer, keeping its state (another ``optimizer`` starts a new one
+        over the same weights); ``tau``, ``reward``, ``n_samples``,
+        ``batch_size``, ``batch_by_length``, ``n_iter_no_change``,
+        ``callbacks``, ``verbose`` and the other routed parameters apply
+        too. ``embedding_dim``, ``hidden_size``, ``num_layers``, ``cell`` and
+        ``dropout`` shape the network, and ``early_stopping`` and
+        ``validation_fraction`` the validation pairs the first fit held out:
+        a change to them is refused with a ``ValueError``.
 
     device : str, default="cpu"
         Torch device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -478,6 +488,16 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         },
         "module__dropout": "dropout",
     }
+    # the network's shape, and the validation pairs the first fit holds out
+    _architecture_params = (
+        "embedding_dim",
+        "hidden_size",
+        "num_layers",
+        "cell",
+        "dropout",
+        "early_stopping",
+        "validation_fraction",
+    )
 
     def __init__(
         self,
@@ -556,16 +576,20 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
+            warm = self.warm_start and hasattr(self, "net_")
+            if warm:
+                self._check_architecture("a warm start")
             X, y = _check_pairs(X, y)
-            if self.warm_start and hasattr(self, "net_"):
-                net = self.net_
+            if warm:
                 train = Dataset(_arrays(self._encode(X, y)), None)
+                net = self._continued_net(optimizer)
             else:
                 self._learn_vocabularies(X, y)
                 data = self._encode(X, y)
                 train, valid = _split(
                     data, self.early_stopping, self.validation_fraction, seed
                 )
+                self._record_architecture()
                 net = self._build_net(optimizer, device, valid, seed)
             self._train(net, train, device, self.max_epochs)
             self._set_history(net)
@@ -596,13 +620,20 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         """
         with restore_on_error(self):
             optimizer, device, seed = self._start_fit()
+            first = not hasattr(self, "net_")
+            if not first:
+                self._check_architecture("partial_fit")
             X, y = _check_pairs(X, y)
-            if hasattr(self, "net_"):
-                net = self.net_
-            else:
+            if first:
                 self._learn_vocabularies(X, y)
-                net = self._build_net(optimizer, device, None, seed)
-            self._train(net, Dataset(_arrays(self._encode(X, y)), None), device, 1)
+                self._record_architecture()
+            train = Dataset(_arrays(self._encode(X, y)), None)
+            net = (
+                self._build_net(optimizer, device, None, seed)
+                if first
+                else self._continued_net(optimizer)
+            )
+            self._train(net, train, device, 1)
             self._set_history(net)
         return self
 
@@ -610,20 +641,31 @@ class RMLSequencePredictor(SkorchEstimatorMixin, BaseEstimator):
         """The vocabularies, output type and length bound of a first fit."""
         self.source_vocabulary_ = Vocabulary(X)
         self.target_vocabulary_ = Vocabulary(y)
+        self._check_output_tokens()
+        self.output_type_ = str if all(isinstance(s, str) for s in y) else list
+        longest = max(len(s) for s in y)
+        self.max_output_length_ = self.max_output_length or 2 * longest + 5
+
+    def _check_output_tokens(self):
+        """Refuse ``tau > 0`` where the outputs have fewer than 2 tokens."""
         if self.tau > 0 and len(self.target_vocabulary_.tokens) < 2:
             raise ValueError(
                 f"tau={self.tau} samples other output sequences, which needs at "
                 "least 2 distinct output tokens; y has "
                 f"{len(self.target_vocabulary_.tokens)}. Use tau=0 for such data."
             )
-        self.output_type_ = str if all(isinstance(s, str) for s in y) else list
-        longest = max(len(s) for s in y)
-        self.max_output_length_ = self.max_output_length or 2 * longest + 5
+
+    def _continued_net(self, optimizer):
+        """``net_`` given the training settings of the parameters as they are
+        now, for a warm start or a later ``partial_fit``."""
+        self._check_output_tokens()  # tau may have changed
+        net = self.net_
+        valid = getattr(net, "validation_pairs_", None)
+        self._update_net(net, self._build_net(optimizer, net.device, valid, net.seed))
+        return net
 
     def _train(self, net, train, device, epochs=None):
         """Train ``net`` (initialised here if new) ``epochs`` more epochs."""
-        net.max_payoff_bytes = self.max_payoff_bytes
-        net.batch_by_length = self.batch_by_length
         net.reserve_payoff_tables(train.X["target_lengths"])
         with seeded(net.seed, device):
             if not net.initialized_:

@@ -6,7 +6,11 @@ into its own ``_parameter_constraints``), skorch's routed parameters
 (``optimizer__momentum=0.5``...) in the constructor, ``get_params`` and
 ``set_params``, the start of ``fit`` (worker threads, device and optimizer
 checks, the seed) and its end (the convergence warning), and persistence as
-arrays. :class:`TrainingNetMixin` is the part every skorch net of theirs
+arrays, and what a warm start carries over: the training settings of the
+parameters as they are now (:meth:`SkorchEstimatorMixin._update_net`), the
+architecture the first fit built refused if changed
+(:meth:`SkorchEstimatorMixin._check_architecture`). :class:`TrainingNetMixin`
+is the part every skorch net of theirs
 shares: the training step (:func:`training_step`, which the benchmarks' plain
 loops take too), an epoch loop that calls only the callbacks that act on each
 batch, each epoch seeded by its index (so that a resumed fit draws what an
@@ -17,20 +21,23 @@ complete epoch.
 
 import contextlib
 import copy
+import functools
 import inspect
 import math
+import os
 import signal
 import threading
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.dataset import get_len, unpack_data
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, to_device
 
 from skpapers.utils._persistence import ArraysOnSave
 from skpapers.utils._torch import (
@@ -90,7 +97,12 @@ class SkorchEstimatorMixin(ArraysOnSave):
     ``**kwargs`` in its constructor and passes them to
     :meth:`_set_routed_params`, names in :attr:`_module_settings` the
     ``module__*`` settings it sets itself, and passes
-    :meth:`_routed_params` to the skorch net it builds.
+    :meth:`_routed_params` to the skorch net it builds. It names in
+    :attr:`_architecture_params` the parameters that a warm start cannot
+    change, records them with :meth:`_record_architecture` when it builds a
+    new net, and on a warm start (or a later ``partial_fit``) calls
+    :meth:`_check_architecture`, builds a net from its parameters as they
+    are now and hands it to :meth:`_update_net`.
     """
 
     _parameter_constraints: dict = {
@@ -108,6 +120,11 @@ class SkorchEstimatorMixin(ArraysOnSave):
     #: ``module__*`` settings the estimator sets from its own parameters:
     #: routed name -> the estimator's parameter.
     _module_settings: dict = {}
+
+    #: Parameters that shape the model a first fit builds (or that fix what
+    #: it learns from): a warm start keeps that model, so refuses a change.
+    #: ``module__*`` routed parameters count too.
+    _architecture_params: tuple = ()
 
     # -- routed parameters ----------------------------------------------------
 
@@ -232,6 +249,51 @@ class SkorchEstimatorMixin(ArraysOnSave):
                     f"which takes {choices}."
                 )
 
+    # -- warm starts ----------------------------------------------------------
+
+    def _architecture(self):
+        """The architecture parameters and ``module__*`` routed ones, as
+        plain values (a path as a string, any sequence as a tuple)."""
+        names = {name: getattr(self, name) for name in self._architecture_params}
+        routed = self._routed_params()
+        names |= {name: routed[name] for name in routed if name.startswith("module__")}
+        return {name: _plain_setting(value) for name, value in names.items()}
+
+    def _record_architecture(self):
+        """Keep the architecture a new net is built with (saved with the model)."""
+        self._architecture_built = self._architecture()
+
+    def _check_architecture(self, action):
+        """Refuse to continue the fitted model (``action``: "a warm start",
+        "partial_fit") where an architecture parameter has changed since."""
+        built = getattr(self, "_architecture_built", None)
+        if built is None:  # saved by a version that kept no record
+            return
+        now = self._architecture()
+        changed = sorted(
+            name
+            for name in built.keys() | now.keys()
+            if not _same(built.get(name, _ABSENT), now.get(name, _ABSENT))
+        )
+        if changed:
+            listed = ", ".join(
+                f"{name} (fitted with {built.get(name)!r}, now {now.get(name)!r})"
+                for name in changed
+            )
+            raise ValueError(
+                f"{type(self).__name__}: {action} continues the fitted model, "
+                f"and what it was built with cannot change: {listed}. Set "
+                f"{'it' if len(changed) == 1 else 'them'} back, or set "
+                "warm_start=False and call fit to train a new model."
+            )
+
+    def _update_net(self, net, fresh):
+        """Give the fitted ``net`` the training settings of ``fresh``, a net
+        built (not initialised) from the parameters as they are now, keeping
+        its weights; see :func:`update_training_settings`."""
+        self._check_routed_params(fresh)
+        update_training_settings(net, fresh)
+
     # -- the start and end of fit -------------------------------------------
 
     def _start_fit(self):
@@ -294,6 +356,166 @@ def _check_callback_param(name, key, rest, callbacks):
                 f"({type(callback).__name__}), which takes "
                 f"{', '.join(sorted(allowed))}."
             )
+
+
+_ABSENT = object()
+
+
+def _plain_setting(value):
+    """``value`` as a plain value to record and compare: a path as a string,
+    an array or sequence as a tuple, a numpy scalar as a Python one."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return tuple(_plain_setting(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _same(left, right):
+    """Whether two settings are the same: tensors and arrays by value,
+    containers item by item, objects with ``get_params`` (callbacks) by
+    their class and parameters, anything else by ``==``."""
+    if left is right:
+        return True
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, torch.Tensor):
+        return (
+            left.shape == right.shape
+            and left.dtype == right.dtype
+            and left.device == right.device
+            and torch.equal(left, right)
+        )
+    if isinstance(left, np.ndarray):
+        return left.shape == right.shape and np.array_equal(left, right)
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(
+            _same(left[key], right[key]) for key in left
+        )
+    if isinstance(left, list | tuple):
+        return len(left) == len(right) and all(map(_same, left, right))
+    if isinstance(left, functools.partial):
+        return _same(
+            (left.func, left.args, left.keywords),
+            (right.func, right.args, right.keywords),
+        )
+    try:
+        if hasattr(left, "get_params") and not isinstance(left, type):
+            return _same(left.get_params(deep=False), right.get_params(deep=False))
+        return bool(left == right)
+    except Exception:  # a parameter it does not keep, an ambiguous ==: changed
+        return False
+
+
+def _settings_of(net):
+    """A skorch net's settings: its parameters, routed ones included, as the
+    attributes skorch keeps them in (learned state ends in ``_``)."""
+    return {
+        name: value
+        for name, value in vars(net).items()
+        if not name.startswith("_") and not name.endswith("_")
+    }
+
+
+def update_training_settings(net, fresh):
+    """Give the initialised skorch ``net`` the training settings of ``fresh``.
+
+    ``fresh`` is a net of the same kind, built but not initialised, from the
+    estimator's parameters as they are now, over the same module. What
+    differs is applied as skorch's ``set_params`` applies it to a fitted
+    net, keeping the weights and the history:
+
+    - the optimizer's settings (``lr``, ``optimizer__*``) are written into
+      its parameter groups, keeping its state (Adam's moments, SGD's
+      momentum); an optimizer of another class, or other parameter groups,
+      gives a new optimizer over the same weights;
+    - a criterion with other settings (``criterion__*``) is built anew;
+    - other callbacks (``callbacks``, ``callbacks__*``, and those the
+      verbosity adds) are initialised anew; the same ones are kept as they
+      are, their state with them;
+    - anything else (``batch_size``, ``iterator_train__*``, ``verbose``,
+      the net's own settings) is set, and takes effect from the next epoch.
+
+    Everything that can fail is built before ``net`` is changed, so that an
+    error leaves it as it was. A change to the module (``module``,
+    ``module__*``) is refused: the estimator checks its architecture first.
+    """
+    old, new = _settings_of(net), _settings_of(fresh)
+    changed = {
+        name
+        for name in old.keys() | new.keys()
+        if not _same(old.get(name, _ABSENT), new.get(name, _ABSENT))
+    }
+    module = sorted(n for n in changed if n == "module" or n.startswith("module__"))
+    if module:
+        raise ValueError(
+            f"the fitted module stays as it was built, so {', '.join(module)} "
+            "cannot change; set warm_start=False and call fit to train a new model."
+        )
+    optimizer = criterion = None
+    if any(_is_optimizer_setting(name) for name in changed):
+        optimizer = _new_optimizer_settings(net, fresh)
+    if any(n == "criterion" or n.startswith("criterion__") for n in changed):
+        criterion = fresh.initialized_instance(
+            fresh.criterion, fresh.get_params_for("criterion")
+        )
+        criterion = net.torch_compile(to_device(criterion, net.device), "criterion")
+    callbacks = any(n == "callbacks" or n.startswith("callbacks__") for n in changed)
+    if callbacks:
+        fresh._initialize_callbacks()
+    for name in changed:
+        if name in new:
+            setattr(net, name, new[name])
+        else:
+            delattr(net, name)
+    if optimizer is not None:
+        _set_optimizer(net, *optimizer)
+    if criterion is not None:
+        net.criterion_ = criterion
+    if callbacks:
+        net.callbacks_ = fresh.callbacks_
+
+
+def _is_optimizer_setting(name):
+    return name in ("optimizer", "lr") or name.startswith("optimizer__")
+
+
+def _new_optimizer_settings(net, fresh):
+    """An optimizer over ``net``'s weights with the settings of ``fresh``,
+    and the settings that differ from ``net``'s: None where the optimizer's
+    class or parameter groups differ, and it must replace ``net``'s."""
+    named = list(net.get_all_learnable_params())
+    old_groups, old = net.get_params_for_optimizer("optimizer", named)
+    groups, settings = fresh.get_params_for_optimizer("optimizer", named)
+    changed = {
+        key
+        for key in old.keys() | settings.keys()
+        if not _same(old.get(key, _ABSENT), settings.get(key, _ABSENT))
+    }
+    if fresh.optimizer is not net.optimizer or not _same(old_groups, groups):
+        changed = None
+    # built before any change, so that a setting the optimizer refuses fails
+    # first (and after the comparison: torch fills the groups' dicts in)
+    return fresh.optimizer(*groups, **settings), changed
+
+
+def _set_optimizer(net, rebuilt, changed):
+    """Write the ``changed`` settings of ``rebuilt``'s parameter groups into
+    ``net``'s optimizer, its state kept; with ``changed=None`` replace it."""
+    if changed is None:
+        net.optimizer_ = rebuilt
+        return
+    for group, new in zip(
+        net.optimizer_.param_groups, rebuilt.param_groups, strict=True
+    ):
+        for key in changed & new.keys():
+            group[key] = new[key]
+        if "lr" in changed and "initial_lr" in group:  # a torch scheduler's base
+            group["initial_lr"] = new["lr"]
 
 
 def _cloned(state):

@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 from skorch.callbacks import Callback
 from torch import nn
 
@@ -294,7 +295,8 @@ def test_a_saved_model_carries_on_training_as_if_never_saved(
 ):
     # The file holds the optimizer's state (momentum, Adam's moments), the
     # class weights, the validation split and how the net was built, as
-    # fitted: parameters set later take effect at the next fit only.
+    # fitted: parameters set later take effect at the next training of
+    # either alike.
     X, y = data
     clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 3}, **params)
     with warnings.catch_warnings():
@@ -324,6 +326,37 @@ def test_training_stops_when_the_loss_settles(data):
     with pytest.warns(ConvergenceWarning, match="max_epochs=2 reached") as record:
         BatchNormMLPClassifier(**{**FAST, "max_epochs": 2}).fit(X, y)
     assert record[0].filename == __file__  # the warning points at the call
+
+
+def test_a_warm_start_takes_the_new_class_weights_and_stopping_rule(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    assert clf.net_.criterion_.weight is None
+    clf.set_params(warm_start=True, class_weight={0: 1.0, 1: 2.0, 2: 3.0})
+    clf.set_params(n_iter_no_change=1, tol=10.0, max_epochs=20).fit(X, y)
+    assert clf.net_.criterion_.weight.tolist() == [1.0, 2.0, 3.0]
+    assert clf.n_iter_ == 3  # the first epoch, and one more without a gain of 10
+    # "balanced" weighs a warm fit's classes; partial_fit keeps the weights
+    clf.set_params(class_weight="balanced").fit(X[10:], y[10:])
+    weights = clf.net_.criterion_.weight
+    expected = compute_class_weight("balanced", classes=np.unique(y), y=y[10:])
+    assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    clf.partial_fit(X[:10], y[:10])
+    assert clf.net_.criterion_.weight is weights
+    # a routed criterion setting builds the criterion anew, the optimizer kept
+    optimizer = clf.net_.optimizer_
+    clf.set_params(criterion__label_smoothing=0.1).partial_fit(X, y)
+    assert clf.net_.criterion_.label_smoothing == 0.1
+    assert clf.net_.criterion_.weight is weights
+    assert clf.net_.optimizer_ is optimizer
+
+
+def test_a_warm_start_refuses_another_dropout(data):
+    X, y = data
+    clf = BatchNormMLPClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    clf.set_params(warm_start=True, dropout=0.5, activation="tanh")
+    with pytest.raises(ValueError, match=r"activation .*, dropout \(fitted with 0.0"):
+        clf.fit(X, y)
 
 
 def test_early_stopping_keeps_a_validation_history(data):

@@ -232,6 +232,25 @@ def test_a_loaded_model_warm_starts_on_its_validation_pairs(reversal, saver, rel
     assert loaded.history_[:, "valid_error"] == model.history_[:, "valid_error"]
 
 
+def test_a_warm_start_takes_the_new_payoff_settings(reversal):
+    X, y = reversal
+    model = RMLSequencePredictor(**SMALL, tau=0.0, max_epochs=1).fit(X, y)
+    model.set_params(warm_start=True, tau=0.5, reward="hamming", n_samples=2)
+    model.fit(X, y)
+    net = model.net_
+    assert (net.tau, net.reward, net.n_samples) == (0.5, "hamming", 2)
+    assert (4, 0.5, "hamming") in net.payoff_cache_  # its tables, for 4 letters
+    # what the first fit held out cannot change
+    model.set_params(early_stopping=True)
+    with pytest.raises(ValueError, match=r"early_stopping \(fitted with False"):
+        model.fit(X, y)
+    # tau > 0 still needs two output tokens
+    one = RMLSequencePredictor(**SMALL, tau=0.0, max_epochs=1).fit(["ab"], ["x"])
+    with pytest.raises(ValueError, match="at least 2 distinct output tokens"):
+        one.set_params(tau=0.5).partial_fit(["ab"], ["x"])
+    assert one.net_.tau == 0.0
+
+
 def test_verbose_prints_the_epochs(reversal):
     X, y = reversal
     out = io.StringIO()
