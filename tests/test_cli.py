@@ -518,3 +518,33 @@ def test_nmf_claims_are_computed_from_the_curves():
     assert [claim.holds for claim in _claims(curves, 4.501)] == [True, True, True]
     curves["mu"] = np.array([4.0, 3.0, 3.5])
     assert [claim.holds for claim in _claims(curves, 4.6)] == [False, False, False]
+
+
+def test_full_maskrcnn_run_trains_what_its_claims_need_and_reports_what_it_left_out():
+    from skpapers.segmentation._experiment import (
+        SIZES,
+        VARIANTS,
+        _ap_table,
+        _claims,
+        _notes,
+    )
+
+    full = VARIANTS[: SIZES[False]["n_variants"]]
+    names = [name for _, name, _, _ in full]
+    assert "class-agnostic masks" not in names
+    # fake scores, 3 seeds, for the full run's variants only
+    scores = {
+        name: np.tile([50.0 - 3 * i, 0.0, 0.0], (3, 1)) + np.arange(3)[:, None]
+        for i, name in enumerate(names)
+    }
+    claims = _claims(scores)  # every variant a claim needs was trained
+    assert [claim.holds for claim in claims] == [False, True]  # warp < pool here
+    table = _ap_table(scores, SIZES[False], 8)
+    assert [row[1] for row in table.rows] == names
+    notes = _notes(scores, SIZES[False], 8, 1.0, quick=False)
+    assert any(
+        "Left out of the full run" in note and "class-agnostic" in note
+        for note in notes
+    )
+    # the quick run trains every variant and leaves nothing out
+    assert SIZES[True]["n_variants"] == len(VARIANTS)
