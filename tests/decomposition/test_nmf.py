@@ -593,6 +593,24 @@ def test_nnls_rows_is_exact(scale):
     assert not W[:, 2].any()
 
 
+@pytest.mark.parametrize("kind", ["near", "positive", "far"])
+def test_nnls_rows_answer_does_not_depend_on_the_guess(kind):
+    from scipy.optimize import nnls
+
+    rng = np.random.RandomState(1)
+    H = rng.rand(8, 60) ** 3
+    X = (rng.rand(200, 60) < 0.2) * rng.rand(200, 60)
+    expected = np.array([nnls(H.T, row)[0] for row in X])
+    assert (expected == 0).mean() > 0.2  # many zeros for the guess to miss
+    guesses = {
+        "near": expected + 1e-3,  # a multiplicative iterate: no exact zeros
+        "positive": np.full_like(expected, expected.mean()),
+        "far": rng.rand(*expected.shape) * 100,
+    }
+    W = _nmf_solvers.solve_frobenius_W(Problem(X), H, guess=guesses[kind])
+    assert_allclose(W, expected, rtol=1e-9, atol=1e-12)
+
+
 def test_accelerated_mu_beats_the_plain_rule_at_equal_iterations():
     X = _low_rank(n=150, m=120, k=6)
     params = dict(init="random", random_state=0, max_iter=30, tol=0)
