@@ -629,6 +629,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"n_features) = {min(n_samples, n_features)}, got {k}; use "
                 "init='random' or fewer components."
             )
+        given = problem if problem.scale == 1 and problem.mask is None else None
         if problem.scale != 1:
             X = X / problem.scale
         mean = None
@@ -637,7 +638,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         elif not sp.issparse(X) and np.isnan(X).any():
             X = _fill_with_column_means(X)
         random_state = check_random_state(self.random_state)
-        return initialize_factors(X, k, init, random_state, mean=mean)
+        return initialize_factors(X, k, init, random_state, mean=mean, problem=given)
 
     def _regularization(self, shape):
         n_samples, n_features = shape

@@ -26,7 +26,6 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
-from sklearn.utils.extmath import randomized_svd
 from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
 
 # Floor for denominators and for W @ H before a division or a negative power;
@@ -415,26 +414,36 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
             else:
                 den = _sparse_power_product(A, B, beta - 1)
         else:
-            AB = A @ B
-            np.maximum(AB, EPSILON, out=AB)
-            if beta == 1:
-                scaled = X / AB
-            elif beta == 0:
-                scaled = X / AB**2
+            # A @ B in X's memory order (the H block's X is X.T, a Fortran
+            # view): elementwise passes over mixed orders are twice as slow
+            if X.flags.f_contiguous and not X.flags.c_contiguous:
+                AB = (B.T @ A.T).T
             else:
-                scaled = X * AB ** (beta - 2)
-            num = scaled @ B.T
+                AB = A @ B
+            np.maximum(AB, EPSILON, out=AB)
             if beta == 1:
                 den = (
                     np.broadcast_to(B.sum(axis=1), A.shape).copy()
                     if mask is None
                     else mask @ B.T
                 )
+                scaled = np.divide(X, AB, out=AB)
             else:
-                power = AB if beta == 2 else AB ** (beta - 1)
+                if beta == 2:
+                    power = AB.copy()
+                elif beta == 0:
+                    power = np.reciprocal(AB)
+                else:
+                    power = AB ** (beta - 1)
                 if mask is not None:
                     power *= mask
                 den = power @ B.T
+                if beta == 0:  # X / AB^2
+                    scaled = np.multiply(X, power, out=AB)
+                    scaled *= power
+                else:
+                    scaled = np.multiply(X, AB ** (beta - 2), out=AB)
+            num = scaled @ B.T
     if l1:
         den += l1
     if l2:
@@ -1031,13 +1040,64 @@ def _frobenius_from_products(problem, A, XBt, BBt, AtA):
 # --------------------------------------------------------------------------
 
 
-def initialize_factors(X, n_components, init, random_state, eps=1e-6, mean=None):
+# Power iterations of the randomised SVD behind the NNDSVD starts. A start
+# needs the leading subspace roughly; scikit-learn makes 7 (for a close SVD).
+_INIT_POWER_ITER = 2
+_INIT_OVERSAMPLES = 10
+
+
+def _range_svd(problem, k, n_iter, random_state, n_oversamples=_INIT_OVERSAMPLES):
+    """The top ``k`` singular triplets of ``problem.X``, randomised (Halko,
+    Martinsson & Tropp 2011): ``n_iter`` power iterations on ``k +
+    n_oversamples`` random directions.
+
+    The products go through ``problem`` (sparse ones on threads). All the
+    linear algebra is numpy's: scipy ships its own OpenBLAS, whose threads
+    and numpy's would spin against each other on the same cores.
+    """
+    n_samples, n_features = problem.shape
+    size = min(k + n_oversamples, n_samples, n_features)
+    omega = random_state.standard_normal((n_features, size)).astype(problem.dtype)
+    # Orthonormalising the shorter side alone between products keeps the
+    # directions apart (at most one product's growth in between); the tall
+    # side costs more.
+    tall = n_samples >= n_features
+    Q = problem.dot(omega)
+    for _ in range(n_iter):
+        Z = problem.T.dot(Q if tall else _orthonormal(Q))
+        Q = problem.dot(_orthonormal(Z) if tall else Z)
+    Q = _orthonormal(_orthonormal(Q))  # twice: orthonormal to rounding
+    B = problem.T.dot(Q).T  # Q^T X
+    U_small, S, Vt = np.linalg.svd(B.astype(np.float64), full_matrices=False)
+    U = Q @ U_small.astype(problem.dtype)
+    dtype = problem.dtype
+    return U[:, :k], S[:k].astype(dtype), Vt[:k].astype(dtype, copy=False)
+
+
+def _orthonormal(A):
+    """An orthonormal basis of the columns of a tall ``A``, by the Cholesky
+    factor of its Gram matrix in float64 (a tenth of a QR's time); by QR
+    where that Gram matrix is singular."""
+    A64 = A.astype(np.float64)
+    try:
+        lower = np.linalg.cholesky(A64.T @ A64)
+    except np.linalg.LinAlgError:
+        return np.linalg.qr(A64)[0].astype(A.dtype)
+    return (A64 @ np.linalg.inv(lower).T).astype(A.dtype)
+
+
+def initialize_factors(
+    X, n_components, init, random_state, eps=1e-6, mean=None, problem=None
+):
     """Initial ``W`` and ``H`` by scikit-learn's rules for the same ``init``.
 
     ``"random"`` draws ``|N(0, 1)| * sqrt(mean(X) / k)``, ``H`` first. The
     NNDSVD family (Boutsidis & Gallopoulos 2008) keeps the larger of the
     positive and negative parts of each singular pair; ``"nndsvda"`` fills its
-    zeros with ``mean(X)`` and ``"nndsvdar"`` with small random values.
+    zeros with ``mean(X)`` and ``"nndsvdar"`` with small random values. The
+    singular pairs come from a randomised SVD with fewer power iterations
+    than scikit-learn's (:func:`_range_svd`): the same rules on a slightly
+    rougher SVD, in a fifth of the time.
 
     Parameters
     ----------
@@ -1054,6 +1114,8 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6, mean=None)
     mean : float, default=None
         The mean entry, when it is not ``X.mean()`` (the unstored entries of a
         sparse ``X`` being unknown).
+    problem : Problem, default=None
+        ``X`` as a :class:`Problem`, if already made: its threaded products.
 
     Returns
     -------
@@ -1068,7 +1130,18 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6, mean=None)
         W = scale * random_state.standard_normal((n_samples, n_components))
         return np.abs(W).astype(X.dtype), np.abs(H).astype(X.dtype)
 
-    U, S, Vt = randomized_svd(X, n_components, random_state=random_state)
+    if problem is None:
+        problem = Problem(X)
+    # the sparse products run on threads: OpenBLAS's spinning ones would slow them
+    blas = threadpool_limits(limits=1, user_api="blas") if problem.threaded else None
+    with blas or nullcontext():
+        U, S, Vt = _range_svd(problem, n_components, _INIT_POWER_ITER, random_state)
+    return _nndsvd(U, S, Vt, init, mean, eps, random_state, X.dtype)
+
+
+def _nndsvd(U, S, Vt, init, mean, eps, random_state, dtype):
+    """The NNDSVD start from the singular triplets ``U, S, Vt``."""
+    n_components = len(S)
     W, H = np.zeros_like(U), np.zeros_like(Vt)
     W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
     H[0] = np.sqrt(S[0]) * np.abs(Vt[0])
@@ -1093,4 +1166,4 @@ def initialize_factors(X, n_components, init, random_state, eps=1e-6, mean=None)
     elif init == "nndsvdar":
         W[W == 0] = np.abs(mean * random_state.standard_normal(np.sum(W == 0)) / 100)
         H[H == 0] = np.abs(mean * random_state.standard_normal(np.sum(H == 0)) / 100)
-    return W.astype(X.dtype, copy=False), H.astype(X.dtype, copy=False)
+    return W.astype(dtype, copy=False), H.astype(dtype, copy=False)

@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
+from sklearn.utils import check_random_state
 
 from skpapers.datasets import load_ratings_example, make_low_rank_ratings
 from skpapers.decomposition import NMF, _nmf, _nmf_solvers
@@ -156,13 +157,54 @@ def test_penalties_agree_with_scikit_learn(X):
 
 
 @pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda", "nndsvdar"])
-def test_initialisation_matches_scikit_learn(X, init):
-    from sklearn.decomposition._nmf import _initialize_nmf
+def test_initialisation_follows_scikit_learns_rules(X, init, monkeypatch):
+    # The NNDSVD rules are scikit-learn's; only the randomised SVD under them
+    # is cheaper. Given the same singular triplets, the starts are equal.
+    from sklearn.decomposition import _nmf as sklearn_nmf
 
+    svds = []
+    range_svd = _nmf_solvers._range_svd
+
+    def recorded(*args, **kwargs):
+        svds.append(range_svd(*args, **kwargs))
+        return svds[-1]
+
+    def same_svd(X, k, random_state):  # draws what ours drew: nndsvdar's later
+        size = min(k + 10, *X.shape)
+        check_random_state(random_state).standard_normal((X.shape[1], size))
+        return svds[-1]
+
+    monkeypatch.setattr(_nmf_solvers, "_range_svd", recorded)
+    name = "_randomized_svd" if hasattr(sklearn_nmf, "_randomized_svd") else None
+    monkeypatch.setattr(sklearn_nmf, name or "randomized_svd", same_svd)
     W, H = initialize_factors(X, 5, init, np.random.RandomState(3))
-    W_sk, H_sk = _initialize_nmf(X, 5, init=init, random_state=np.random.RandomState(3))
+    random_state = np.random.RandomState(3)  # draws agree
+    W_sk, H_sk = sklearn_nmf._initialize_nmf(X, 5, init=init, random_state=random_state)
+    assert len(svds) == (init != "random")
     assert_allclose(W, W_sk, rtol=1e-10, atol=1e-12)
     assert_allclose(H, H_sk, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_starts_randomised_svd_finds_the_leading_singular_triplets(dtype, sparse):
+    rng = np.random.default_rng(0)
+    # rank 8 with most entries zero, and a little noise on the others
+    W = rng.random((300, 8)) * (rng.random((300, 8)) < 0.3)
+    H = rng.random((8, 200)) * (rng.random((8, 200)) < 0.3)
+    X = sp.csr_matrix(W @ H)
+    X.data *= 1 + 1e-3 * rng.random(X.nnz)
+    X = (X if sparse else X.toarray()).astype(dtype)
+    U, S, Vt = _nmf_solvers._range_svd(Problem(X), 8, 2, np.random.RandomState(0))
+    exact = np.linalg.svd(X.toarray() if sparse else X, compute_uv=False)[:8]
+    assert U.dtype == Vt.dtype == dtype
+    tolerance = 1e-4 if dtype == np.float32 else 1e-9
+    assert_allclose(S, exact, rtol=tolerance)
+    assert_allclose(U.T @ U, np.eye(8), atol=10 * tolerance)
+    assert_allclose(Vt @ Vt.T, np.eye(8), atol=10 * tolerance)
+    dense = X.toarray() if sparse else X
+    projected = U.T @ dense @ Vt.T
+    assert_allclose(projected, np.diag(S), rtol=tolerance, atol=tolerance * S[0])
 
 
 # -- the paper's theorems: the loss never increases -------------------------
