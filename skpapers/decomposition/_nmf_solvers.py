@@ -111,7 +111,7 @@ class Problem:
             self.sum_sq = float(np.vdot(self.X, self.X))
         self.shape = X.shape
         self.dtype = X.dtype
-        self._T = None
+        self._T = self._kl_constant = None
 
     @property
     def complete(self):
@@ -169,7 +169,7 @@ class Problem:
             T.unstored, T._rows, T._own_blocks = self.unstored, None, None
             T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
             T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
-            T.row_blocks = T.column_blocks = None
+            T.row_blocks = T.column_blocks = T._kl_constant = None
             if self.row_blocks is not None:  # X's row blocks, as CSC, are X.T's
                 T.column_blocks = [(rows, block.T) for rows, block in self.row_blocks]
             self._T = T
@@ -302,6 +302,8 @@ def beta_divergence(problem, W, H, beta):
         ratio = x / wh  # Itakura-Saito, where X has no zeros (checked upstream)
         return float(np.sum(ratio - np.log(ratio)) - ratio.size)
 
+    if beta == 1 and mask is None and X.flags.c_contiguous:
+        return _dense_kl(problem, W, H)
     # Row blocks of a few megabytes: temporaries as large as X cost more in
     # page faults than in arithmetic.
     n_rows = max(1, 2**22 // max(X.shape[1] * X.itemsize, 1))
@@ -314,6 +316,33 @@ def beta_divergence(problem, W, H, beta):
         )
         for start in range(0, X.shape[0], n_rows)
     )
+
+
+def _dense_kl(problem, W, H):
+    """Kullback-Leibler divergence of a complete dense ``X``, expanded as
+    ``sum x log x - sum x log wh - sum x + sum wh``.
+
+    The first and third sums are fixed and the last is ``O((n + m) k)``:
+    per entry, one logarithm, of ``wh``, against a division, a logarithm and
+    a product for the entrywise form; a third of the time. Every sum is in
+    float64, and ``log(wh)`` is as exact as ``log(x / wh)``, so nothing is
+    lost to the expansion.
+    """
+    X = problem.X
+    if problem._kl_constant is None:
+        x = X.ravel()
+        problem._kl_constant = float(
+            np.sum(xlogy(x, x), dtype=np.float64) - np.sum(x, dtype=np.float64)
+        )
+    n_rows = max(1, 2**18 // max(X.shape[1], 1))  # blocks that stay in cache
+    cross = 0.0
+    for start in range(0, X.shape[0], n_rows):
+        logs = np.maximum(W[start : start + n_rows] @ H, EPSILON)
+        np.log(logs, out=logs)
+        x = X[start : start + n_rows].ravel().astype(np.float64, copy=False)
+        cross += float(np.dot(x, logs.ravel().astype(np.float64, copy=False)))
+    total = float(W.sum(axis=0, dtype=np.float64) @ H.sum(axis=1, dtype=np.float64))
+    return max(problem._kl_constant - cross + total, 0.0)
 
 
 def _stored_divergence(problem, W, H, beta):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
+from scipy.special import xlogy
 from sklearn.decomposition import NMF as SklearnNMF
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -282,6 +283,27 @@ def test_loss_curve_is_the_penalised_loss(X):
         + 0.5 * l2_H * np.sum(H0**2)
     )
     assert nmf.loss_curve_[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [1, 0])
+def test_divergences_match_their_entrywise_definitions(dtype, beta):
+    # The dense Kullback-Leibler divergence is summed in an expanded form;
+    # it must equal sum(x log(x / wh) - x + wh), with 0 log 0 = 0, at the
+    # precision of the data, far beyond which a fall in the loss is noise.
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 300)) @ rng.random((300, 40)) @ rng.random((40, 500))
+    if beta == 1:
+        X[rng.random(X.shape) < 0.3] = 0
+    W, H = rng.random((600, 5)) + 0.1, rng.random((5, 500)) + 0.1
+    WH = W @ H
+    if beta == 1:
+        expected = np.sum(xlogy(X, X / WH) - X + WH)
+    else:
+        expected = np.sum(X / WH - np.log(X / WH) - 1)
+    args = (Problem(X.astype(dtype)), W.astype(dtype), H.astype(dtype), beta)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    assert _nmf_solvers.beta_divergence(*args) == pytest.approx(expected, rel=rtol)
 
 
 # -- the additive solver -----------------------------------------------------
