@@ -26,7 +26,7 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
-from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 # Floor for denominators and for W @ H before a division or a negative power;
 # scikit-learn uses the same value, which keeps the two "mu" solvers in step.
@@ -112,6 +112,9 @@ class Problem:
         self.shape = X.shape
         self.dtype = X.dtype
         self._T = self._kl_constant = None
+        # threads for the blocked products: BLAS's count now, before the
+        # solvers limit BLAS to one thread around their own threads
+        self.n_threads = _max_threads()
 
     @property
     def complete(self):
@@ -170,6 +173,7 @@ class Problem:
             T.n_observed, T.sum_sq = self.n_observed, self.sum_sq
             T.shape, T.dtype, T._T = self.shape[::-1], self.dtype, self
             T.row_blocks = T.column_blocks = T._kl_constant = None
+            T.n_threads = self.n_threads
             if self.row_blocks is not None:  # X's row blocks, as CSC, are X.T's
                 T.column_blocks = [(rows, block.T) for rows, block in self.row_blocks]
             self._T = T
@@ -232,9 +236,13 @@ def _row_blocks(X):
 
 
 def _max_threads():
-    """Threads BLAS may use now: the most a sparse product may use."""
-    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return min(blas, default=joblib.cpu_count())
+    """Threads BLAS may use now: the most a sparse product may use.
+
+    Asked of the BLAS libraries through one controller, made once: a fresh
+    ``threadpool_info()`` scans every loaded library, 3 ms a call."""
+    controllers = _blas().lib_controllers
+    blas = [c.num_threads for c in controllers if c.user_api == "blas"]
+    return min(blas) if blas else joblib.cpu_count()
 
 
 def _map(function, blocks):
@@ -280,6 +288,13 @@ def _product_at_nonzeros(A, B, X, chunk=65536, rows=None):
     return out
 
 
+def _floor(A, value=EPSILON):
+    """``A`` with its entries below ``value`` raised to it, in place. A
+    masked assignment: numpy's ``maximum`` is three times slower on float32."""
+    A[np.less(A, value)] = value
+    return A
+
+
 def beta_divergence(problem, W, H, beta):
     """Beta-divergence between ``X`` and ``W @ H`` over the observed entries.
 
@@ -295,7 +310,7 @@ def beta_divergence(problem, W, H, beta):
             gram = np.vdot(W.T @ W, H @ H.T)
             return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
         x = X.data
-        wh = np.maximum(_product_at_nonzeros(W, H, X), EPSILON)
+        wh = _floor(_product_at_nonzeros(W, H, X))
         if beta == 1:
             total_wh = float(W.sum(axis=0) @ H.sum(axis=1))
             return float(np.dot(x, np.log(x / wh)) - x.sum() + total_wh)
@@ -335,14 +350,19 @@ def _dense_kl(problem, W, H):
             np.sum(xlogy(x, x), dtype=np.float64) - np.sum(x, dtype=np.float64)
         )
     n_rows = max(1, 2**18 // max(X.shape[1], 1))  # blocks that stay in cache
-    cross = 0.0
-    for start in range(0, X.shape[0], n_rows):
-        logs = np.maximum(W[start : start + n_rows] @ H, EPSILON)
+
+    def cross(start):  # sum x log wh over a block of rows, on a thread
+        logs = _floor(W[start : start + n_rows] @ H)
         np.log(logs, out=logs)
         x = X[start : start + n_rows].ravel().astype(np.float64, copy=False)
-        cross += float(np.dot(x, logs.ravel().astype(np.float64, copy=False)))
-    total = float(W.sum(axis=0, dtype=np.float64) @ H.sum(axis=1, dtype=np.float64))
-    return max(problem._kl_constant - cross + total, 0.0)
+        return float(np.dot(x, logs.ravel().astype(np.float64, copy=False)))
+
+    starts = list(range(0, X.shape[0], n_rows))
+    with _blas().limit(limits=1, user_api="blas"):
+        parts = _map(cross, starts) if problem.n_threads > 1 else map(cross, starts)
+        total = float(W.sum(axis=0, dtype=np.float64) @ H.sum(axis=1, dtype=np.float64))
+        total -= sum(parts)
+    return max(problem._kl_constant + total, 0.0)
 
 
 def _stored_divergence(problem, W, H, beta):
@@ -352,7 +372,7 @@ def _stored_divergence(problem, W, H, beta):
     if beta == 2:
         residual = np.subtract(x, wh, out=wh)
         return 0.5 * float(np.dot(residual, residual))
-    np.maximum(wh, EPSILON, out=wh)
+    _floor(wh)
     ratio = x / wh
     if beta == 1:
         terms = xlogy(x, ratio, out=ratio)
@@ -377,7 +397,7 @@ def _dense_divergence(X, WH, mask, beta):
         if mask is not None:
             residual *= mask
         return 0.5 * float(np.vdot(residual, residual))
-    WH = np.maximum(WH, EPSILON, out=WH)
+    WH = _floor(WH)
     ratio = np.divide(X, WH)
     if beta == 1:  # x log(x / wh) - x + wh; 0 log 0 = 0
         terms = xlogy(X, ratio, out=ratio)
@@ -424,7 +444,7 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
         if beta == 2:
             num, den = problem.dot(Bt), problem.stored_dot(AB, Bt)
         else:
-            np.maximum(AB, EPSILON, out=AB)
+            _floor(AB)
             num = problem.stored_dot(X.data * AB ** (beta - 2), Bt)
             den = problem.stored_dot(AB ** (beta - 1), Bt)
     elif beta == 2 and mask is None:
@@ -433,7 +453,7 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
     else:
         if sp.issparse(X):
             AB = _product_at_nonzeros(A, B, X)
-            np.maximum(AB, EPSILON, out=AB)
+            _floor(AB)
             scaled = sp.csr_matrix(
                 (X.data * AB ** (beta - 2), X.indices, X.indptr), shape=X.shape
             )
@@ -442,6 +462,8 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
                 den = np.broadcast_to(B.sum(axis=1), A.shape).copy()
             else:
                 den = _sparse_power_product(A, B, beta - 1)
+        elif mask is None and beta < 2:
+            num, den = _dense_terms(X, A, B, beta, problem.n_threads)
         else:
             # A @ B in X's memory order (the H block's X is X.T, a Fortran
             # view): elementwise passes over mixed orders are twice as slow
@@ -449,7 +471,7 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
                 AB = (B.T @ A.T).T
             else:
                 AB = A @ B
-            np.maximum(AB, EPSILON, out=AB)
+            _floor(AB)
             if beta == 1:
                 den = (
                     np.broadcast_to(B.sum(axis=1), A.shape).copy()
@@ -480,6 +502,61 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
     return _Terms(num=num, den=den, XBt=XBt, BBt=BBt)
 
 
+def _dense_terms(X, A, B, beta, n_threads):
+    """Numerator and denominator of the multiplicative update of ``A`` for a
+    complete dense ``X`` and ``beta < 2``, on threads by blocks of rows.
+
+    Each block makes its rows of ``W @ H``, the powers of them the update
+    needs, and their products with the other factor while they are in
+    cache; each thread runs BLAS on one thread, as the elementwise passes
+    would otherwise run on one core beside BLAS threads spinning on the
+    other. For the ``H`` block (``X`` is a view of ``X.T``), the rows are
+    ``X``'s own, and the blocks' products are summed.
+    """
+    transposed = X.flags.f_contiguous and not X.flags.c_contiguous
+    X, W, H = (X.T, B.T, A.T) if transposed else (X, A, B)
+    n_rows, n_cols = X.shape
+    Ht = np.ascontiguousarray(H.T)
+    num = np.empty((n_rows, H.shape[0]), X.dtype) if not transposed else None
+    den = None
+    if beta == 1:  # the denominator is a column sum of the other factor
+        sums = W.sum(axis=0) if transposed else H.sum(axis=1)
+        den = np.broadcast_to(sums, A.shape).copy()
+    elif not transposed:
+        den = np.empty_like(num)
+
+    def block(start):
+        rows = slice(start, start + block_rows)
+        WH = _floor(W[rows] @ H)
+        if beta == 1:
+            power, scaled = None, np.divide(X[rows], WH, out=WH)
+        elif beta == 0:
+            power = np.reciprocal(WH)
+            scaled = np.multiply(X[rows], power, out=WH)
+            scaled *= power
+        else:
+            power = WH ** (beta - 1)
+            scaled = np.multiply(X[rows], WH ** (beta - 2), out=WH)
+        if transposed:
+            W_rows = W[rows]
+            return scaled.T @ W_rows, None if power is None else power.T @ W_rows
+        num[rows] = scaled @ Ht
+        if power is not None:
+            den[rows] = power @ Ht
+        return None
+
+    block_rows = max(1, 2**18 // max(n_cols, 1))  # blocks that stay in cache
+    starts = list(range(0, n_rows, block_rows))
+    threaded = len(starts) > 1 and n_threads > 1
+    with _blas().limit(limits=1, user_api="blas"):
+        parts = _map(block, starts) if threaded else list(map(block, starts))
+    if transposed:
+        num = functools.reduce(np.add, (part[0] for part in parts))
+        if beta != 1:
+            den = functools.reduce(np.add, (part[1] for part in parts))
+    return num, den
+
+
 def _frobenius_products(problem, B, XBt=None, BBt=None):
     """``X B^T`` and ``B B^T``, unless given (made by the other block)."""
     return (
@@ -492,7 +569,7 @@ def _sparse_power_product(A, B, power, chunk=256):
     """``(A @ B) ** power @ B.T`` without holding ``A @ B`` whole."""
     out = np.empty_like(A)
     for start in range(0, A.shape[0], chunk):
-        AB = np.maximum(A[start : start + chunk] @ B, EPSILON)
+        AB = _floor(A[start : start + chunk] @ B)
         out[start : start + chunk] = AB**power @ B.T
     return out
 
@@ -587,7 +664,7 @@ def _frobenius_mu_step(A, XBt, BBt, l1, l2, floor_zeros_only=True):
     if floor_zeros_only:
         den[den == 0] = EPSILON
     else:
-        np.maximum(den, EPSILON, out=den)
+        _floor(den)
     A *= np.divide(XBt, den, out=den)
     return A
 
@@ -980,8 +1057,13 @@ def fit_factors(
     # The Frobenius "mu" steps on a sparse X run on threads, with BLAS kept to
     # one thread: OpenBLAS's idle threads spin, and would take their cores.
     threaded_mu = solver == "mu" and plain_frobenius and update_H and problem.threaded
+    # So do the dense updates of the other losses, block by block: BLAS's
+    # threads, woken between them, would spin on the cores they need.
+    dense_blocks = beta < 2 and problem.mask is None and not sp.issparse(problem.X)
     one_blas_thread = (
-        threadpool_limits(limits=1, user_api="blas") if threaded_mu else nullcontext()
+        threadpool_limits(limits=1, user_api="blas")
+        if threaded_mu or (dense_blocks and problem.n_threads > 1)
+        else nullcontext()
     )
     with one_blas_thread:
         HHt = H @ H.T if plain_frobenius else None

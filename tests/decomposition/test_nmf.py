@@ -306,6 +306,26 @@ def test_divergences_match_their_entrywise_definitions(dtype, beta):
     assert _nmf_solvers.beta_divergence(*args) == pytest.approx(expected, rel=rtol)
 
 
+@pytest.mark.parametrize("beta", [1, 0])
+def test_dense_update_terms_on_row_blocks_equal_the_whole_products(beta):
+    # X large enough for several row blocks, run on threads: each block's
+    # share of the numerator and denominator must add up to the formulas.
+    rng = np.random.default_rng(0)
+    X = rng.random((1500, 400)) + 0.1
+    W, H = rng.random((1500, 4)) + 0.1, rng.random((4, 400)) + 0.1
+    problem = Problem(X)
+    WH = W @ H
+    for A, B, block_problem, ratio_power in [
+        (W, H, problem, lambda M: M),
+        (H.T, W.T, problem.T, lambda M: M.T),
+    ]:
+        terms = _nmf_solvers._gradient_terms(block_problem, A, B, beta, 0.0, 0.0)
+        other = B.T
+        scaled, power = ratio_power(X * WH ** (beta - 2)), ratio_power(WH ** (beta - 1))
+        assert_allclose(terms.num, scaled @ other, rtol=1e-12)
+        assert_allclose(terms.den, power @ other, rtol=1e-12)
+
+
 # -- the additive solver -----------------------------------------------------
 
 
