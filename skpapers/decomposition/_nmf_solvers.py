@@ -760,7 +760,7 @@ def accelerated_frobenius_step(terms, A, l1, l2, n_inner):
 _GUESS_SWEEPS = 1
 
 
-def nnls_rows(gram, targets, max_iter=None, guess=None):
+def nnls_rows(gram, targets, max_iter=None, guess=None, n_threads=1):
     """Solve ``min 1/2 x^T G x - t^T x`` over ``x >= 0`` for each row ``t``.
 
     Every row of ``targets`` is one non-negative least-squares problem sharing
@@ -783,6 +783,8 @@ def nnls_rows(gram, targets, max_iter=None, guess=None):
         A nearby iterate, if known: the pivoting starts on the variables that
         a coordinate sweep from it leaves positive, and ends in a round or
         two. The solutions do not depend on it.
+    n_threads : int, default=1
+        Threads for the batched solves.
 
     Returns
     -------
@@ -815,7 +817,7 @@ def nnls_rows(gram, targets, max_iter=None, guess=None):
                 z[:, j] += step
                 gradient += np.outer(step, G[j])
         passive = z > 0
-        x, gradient = _solve_passive(G, T, passive)
+        x, gradient = _solve_passive(G, T, passive, n_threads=n_threads)
     slack = 1e-12  # rounding leaves values of about eps: not a wrong sign
     fewest = np.full(n, k + 1)  # fewest wrong signs seen, per row
     chances = np.full(n, 3)  # full swaps left before the one-by-one rule
@@ -840,19 +842,21 @@ def nnls_rows(gram, targets, max_iter=None, guess=None):
             chances[todo[one_by_one]] = 0
         P ^= wrong
         passive[todo] = P
-        x[todo], gradient[todo] = _solve_passive(G, T[todo], P)
+        x[todo], gradient[todo] = _solve_passive(G, T[todo], P, n_threads=n_threads)
     x *= unit / d
     return np.maximum(x, 0, out=x)
 
 
-def _solve_passive(G, T, passive, chunk=2048):
+def _solve_passive(G, T, passive, chunk=1024, n_threads=1):
     """Each row's solution on its passive variables (0 elsewhere), and the
     gradient on the others (0 on the passive ones); rows a chunk at a time,
-    so that the stacked ``k x k`` systems stay a few megabytes."""
+    so that the stacked ``k x k`` systems stay in cache, on ``n_threads``
+    threads (numpy's batched solve lets go of the GIL)."""
     n, k = T.shape
     x, gradient = np.empty((n, k)), np.empty((n, k))
     diagonal = np.eye(k, dtype=bool)
-    for start in range(0, n, chunk):
+
+    def solve(start):
         part = slice(start, start + chunk)
         P, t = passive[part], T[part]
         # the system on the passive variables, the identity elsewhere
@@ -861,6 +865,14 @@ def _solve_passive(G, T, passive, chunk=2048):
         solution = np.linalg.solve(M, np.where(P, t, 0.0)[:, :, None])[..., 0]
         x[part] = solution
         gradient[part] = np.where(P, 0.0, solution @ G - t)
+
+    starts = list(range(0, n, chunk))
+    if n_threads > 1 and len(starts) > 1:
+        with _blas().limit(limits=1, user_api="blas"):
+            _map(solve, starts)
+    else:
+        for start in starts:
+            solve(start)
     return x, gradient
 
 
@@ -879,7 +891,8 @@ def solve_frobenius_W(problem, H, l1=0.0, l2=0.0, guess=None):
     targets = problem.dot(H.T).astype(np.float64, copy=False)
     if l1:
         targets = targets - l1
-    return nnls_rows(gram, targets, guess=guess).astype(problem.dtype, copy=False)
+    W = nnls_rows(gram, targets, guess=guess, n_threads=problem.n_threads)
+    return W.astype(problem.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------
