@@ -38,6 +38,9 @@ BETA_LOSSES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 # Fewest stored entries per thread in a sparse product: below this, handing a
 # block to a thread costs more than it saves.
 _MIN_BLOCK_NNZ = 50_000
+# Entries of a block of rows of a dense X in the blocked updates and losses:
+# the block's W @ H stays in a core's cache between its passes.
+_BLOCK_ENTRIES = 2**18
 
 
 def beta_loss_to_float(beta_loss):
@@ -349,7 +352,7 @@ def _dense_kl(problem, W, H):
         problem._kl_constant = float(
             np.sum(xlogy(x, x), dtype=np.float64) - np.sum(x, dtype=np.float64)
         )
-    n_rows = max(1, 2**18 // max(X.shape[1], 1))  # blocks that stay in cache
+    n_rows = max(1, _BLOCK_ENTRIES // max(X.shape[1], 1))
 
     def cross(start):  # sum x log wh over a block of rows, on a thread
         logs = _floor(W[start : start + n_rows] @ H)
@@ -545,7 +548,7 @@ def _dense_terms(X, A, B, beta, n_threads):
             den[rows] = power @ Ht
         return None
 
-    block_rows = max(1, 2**18 // max(n_cols, 1))  # blocks that stay in cache
+    block_rows = max(1, _BLOCK_ENTRIES // max(n_cols, 1))
     starts = list(range(0, n_rows, block_rows))
     threaded = len(starts) > 1 and n_threads > 1
     with _blas().limit(limits=1, user_api="blas"):
