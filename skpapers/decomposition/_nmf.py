@@ -105,7 +105,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     tol : float, default=1e-4
         Stop when the error fell by less than ``tol`` (relative to the error
-        at initialisation) over the last 10 iterations. ``0`` runs all
+        at initialisation) over the last 10 iterations, checked every 10 as
+        scikit-learn does. The accelerated Frobenius schedule
+        (``inner_iter="auto"`` on complete data), whose loss comes free with
+        its products, checks after every iteration the fall over the last 5,
+        times 2: the fall at the current rate, where 10 iterations would
+        still count the large falls of the first few. ``0`` runs all
         ``max_iter`` iterations.
 
     alpha_W : float, default=0.0
@@ -328,6 +333,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 self._regularization(X.shape), scale, scale_W, scale_H, beta
             )
             loss_every = _loss_every(problem, beta)
+            plain = self.inner_iter == 1 or loss_every != 1
             result = fit_factors(
                 problem,
                 W,
@@ -340,9 +346,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 max_iter=self.max_iter,
                 tol=self.tol,
                 loss_every=loss_every,
-                # where the loss comes free, the rule is checked after each
-                # iteration; the plain rule keeps scikit-learn's every 10
-                check_every=10 if self.inner_iter == 1 else loss_every,
+                # where the loss comes free, the accelerated schedule checks
+                # the rule after each iteration, on the fall of the last 5
+                # (per 10); the plain rule keeps scikit-learn's 10 every 10
+                check_every=10 if plain else 1,
+                window=10 if plain else _RATE_WINDOW,
                 verbose=self.verbose,
             )
             with np.errstate(over="ignore"):  # a loss beyond the range is inf
@@ -715,6 +723,11 @@ def _check_missing(X, estimator, method):
         )
     observed = ~np.isnan(X)
     _check_coverage(observed.sum(axis=1), observed.sum(axis=0), where)
+
+
+# Iterations over which the accelerated schedule measures the fall of the
+# error for ``tol`` (scaled to 10 iterations).
+_RATE_WINDOW = 5
 
 
 def _loss_every(problem, beta):

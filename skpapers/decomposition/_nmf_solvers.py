@@ -984,6 +984,7 @@ def fit_factors(
     n_inner="auto",
     loss_every=1,
     check_every=10,
+    window=10,
     error_reference=None,
     verbose=0,
 ):
@@ -1029,6 +1030,12 @@ def fit_factors(
         10), always over the last 10 iterations. Fewer iterations between
         checks stop sooner after the rule holds; the loss must then be
         evaluated at least as often (``loss_every``).
+    window : int
+        The fall is measured over the last ``window`` iterations and scaled
+        to 10 (scikit-learn: 10). A shorter window judges the fall at the
+        current rate, and stops soon after it is slow, where the 10-iteration
+        window still holds the large falls of a few iterations before; the
+        loss must then be evaluated every iteration (``loss_every=1``).
     error_reference : float, default=None
         The error that ``tol`` is relative to; ``None``: the error at the
         start. A solve that continues another passes that one's.
@@ -1117,8 +1124,8 @@ def fit_factors(
             if printing:
                 elapsed = time.perf_counter() - start
                 print(f"iteration {n_iter:4d}: loss {objective:.6g} ({elapsed:.2f} s)")
-            if checking:  # the fall of the error over the last 10 iterations
-                fall = errors[n_iter - 10] - errors[n_iter]
+            if checking:  # the fall of the error per 10 iterations, lately
+                fall = (errors[n_iter - window] - errors[n_iter]) * 10 / window
                 if error_at_init == 0 or fall / error_at_init < tol:
                     break
     return FitResult(

@@ -148,6 +148,28 @@ def test_mu_stops_where_scikit_learn_stops(X):
     assert ours.n_iter_ == theirs.n_iter_
 
 
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_accelerated_schedule_stops_once_the_recent_fall_is_small(tol):
+    # The default schedule checks tol after every iteration, on the fall of
+    # the error over the last few iterations scaled to 10; scikit-learn's
+    # 10-iteration window would still hold the large falls before them.
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 6)) @ rng.random((6, 80)) + 0.05 * rng.random((200, 80))
+    nmf = NMF(6, tol=tol, max_iter=500, random_state=0).fit(X)
+    assert_allclose(nmf.loss_iterations_, np.arange(nmf.n_iter_ + 1))
+    error = np.sqrt(2 * nmf.loss_curve_)
+    w = _nmf._RATE_WINDOW
+    rate = (error[:-w] - error[w:]) * 10 / w  # rate[n - w]: at iteration n
+    small = np.flatnonzero(rate[10 - w :] < tol * error[0]) + 10
+    assert nmf.n_iter_ == small[0] < 500
+    # the same iterates further on: where scikit-learn's window would stop
+    longer = NMF(6, tol=0, max_iter=nmf.n_iter_ + 40, random_state=0).fit(X)
+    assert_allclose(longer.loss_curve_[: nmf.n_iter_ + 1], nmf.loss_curve_)
+    error = np.sqrt(2 * longer.loss_curve_)
+    window = np.flatnonzero(error[:-10] - error[10:] < tol * error[0]) + 10
+    assert window[0] > nmf.n_iter_
+
+
 def test_penalties_agree_with_scikit_learn(X):
     W0, H0 = _custom_init(X, 4)
     params = dict(alpha_W=0.01, alpha_H=0.02, l1_ratio=0.3, max_iter=40, tol=0)
@@ -396,6 +418,10 @@ def test_transform_finds_the_W_the_fit_converged_to(X, beta_loss, beta):
         regularization=Regularization(),
         max_iter=3000,
         tol=1e-9,
+        # the estimator's rule: for the Frobenius loss, the accelerated
+        # schedule's, checked each iteration on the fall of the last few
+        check_every=1 if beta == 2 else 10,
+        window=_nmf._RATE_WINDOW if beta == 2 else 10,
     )
     nmf = NMF(3, beta_loss=beta_loss, init="random", random_state=0)
     W = nmf.set_params(max_iter=3000, tol=1e-9).fit_transform(X)
