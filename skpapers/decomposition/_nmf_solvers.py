@@ -270,8 +270,11 @@ os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 # --------------------------------------------------------------------------
 
 
-def _product_at_nonzeros(A, B, X, chunk=65536, rows=None):
-    """``(A @ B)`` at the stored entries of the CSR matrix ``X``, in its order."""
+def _product_at_nonzeros(A, B, X, chunk=8192, rows=None):
+    """``(A @ B)`` at the stored entries of the CSR matrix ``X``, in its order.
+
+    Chunks of entries whose gathered rows stay in cache, on threads; the
+    rows are gathered by ``np.take``, twice as fast as fancy indexing."""
     if rows is None:
         rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     out = np.empty(X.nnz, dtype=np.result_type(A, B))
@@ -280,7 +283,9 @@ def _product_at_nonzeros(A, B, X, chunk=65536, rows=None):
 
     def product(start):  # numpy lets go of the GIL: chunks run on threads
         part = slice(start, start + chunk)
-        np.einsum("ij,ij->i", A[rows[part]], Bt[X.indices[part]], out=out[part])
+        A_part = np.take(A, rows[part], axis=0)
+        B_part = np.take(Bt, X.indices[part], axis=0)
+        np.einsum("ij,ij->i", A_part, B_part, out=out[part])
 
     starts = range(0, X.nnz, chunk)
     if len(starts) > 1 and _max_threads() > 1:
@@ -313,7 +318,7 @@ def beta_divergence(problem, W, H, beta):
             gram = np.vdot(W.T @ W, H @ H.T)
             return max(0.5 * (problem.sum_sq - 2 * cross + gram), 0.0)
         x = X.data
-        wh = _floor(_product_at_nonzeros(W, H, X))
+        wh = _floor(_product_at_nonzeros(W, H, X, rows=problem.rows))
         if beta == 1:
             total_wh = float(W.sum(axis=0) @ H.sum(axis=1))
             return float(np.dot(x, np.log(x / wh)) - x.sum() + total_wh)
@@ -455,12 +460,12 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
         num, den = XBt, A @ BBt  # no step writes to num
     else:
         if sp.issparse(X):
-            AB = _product_at_nonzeros(A, B, X)
-            _floor(AB)
-            scaled = sp.csr_matrix(
-                (X.data * AB ** (beta - 2), X.indices, X.indptr), shape=X.shape
-            )
-            num = np.asarray(scaled @ B.T)
+            AB = _floor(_product_at_nonzeros(A, B, X, rows=problem.rows))
+            if beta == 1:
+                scaled = np.divide(X.data, AB, out=AB)
+            else:
+                scaled = X.data * AB ** (beta - 2)
+            num = problem.stored_dot(scaled, B.T)  # on threads by row blocks
             if beta == 1:
                 den = np.broadcast_to(B.sum(axis=1), A.shape).copy()
             else:
