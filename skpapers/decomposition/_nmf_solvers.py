@@ -1220,10 +1220,15 @@ def _range_svd(problem, k, n_iter, random_state, n_oversamples=_INIT_OVERSAMPLES
 def _orthonormal(A):
     """An orthonormal basis of the columns of a tall ``A``, by the Cholesky
     factor of its Gram matrix in float64 (a tenth of a QR's time); by QR
-    where that Gram matrix is singular."""
+    where the columns are too close to dependent for that (the factor's
+    diagonal spans more than 1e6: the Gram matrix would lose the small
+    directions to rounding)."""
     A64 = A.astype(np.float64)
     try:
         lower = np.linalg.cholesky(A64.T @ A64)
+        diagonal = np.diag(lower)
+        if not diagonal.min() > 1e-6 * diagonal.max():
+            raise np.linalg.LinAlgError("nearly dependent columns")
     except np.linalg.LinAlgError:
         return np.linalg.qr(A64)[0].astype(A.dtype)
     return (A64 @ np.linalg.inv(lower).T).astype(A.dtype)

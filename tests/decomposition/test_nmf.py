@@ -307,6 +307,25 @@ def test_loss_curve_is_the_penalised_loss(X):
     assert nmf.loss_curve_[0] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_starts_svd_of_an_exactly_low_rank_matrix(sparse):
+    # Rank 3, plus noise of 1e-6, with 5 components asked: the 15 random
+    # directions are nearly dependent (one Cholesky orthonormalisation of
+    # them is off by 5e-3); the basis must still come out orthonormal, and
+    # the start finite.
+    rng = np.random.default_rng(1)
+    X = np.repeat(rng.random((3, 40)), 20, axis=0)  # 60 rows, 3 distinct
+    X += 1e-6 * rng.random(X.shape)
+    X = sp.csr_matrix(X) if sparse else X
+    U, S, Vt = _nmf_solvers._range_svd(Problem(X), 5, 7, np.random.RandomState(0))
+    exact = np.linalg.svd(X.toarray() if sparse else X, compute_uv=False)[:5]
+    assert_allclose(S, exact, atol=1e-6 * exact[0])
+    assert_allclose(U.T @ U, np.eye(5), atol=1e-9)
+    assert_allclose(Vt @ Vt.T, np.eye(5), atol=1e-9)
+    W, H = initialize_factors(X, 5, "nndsvda", np.random.RandomState(0))
+    assert np.isfinite(W).all() and np.isfinite(H).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [1, 0])
 def test_divergences_match_their_entrywise_definitions(dtype, beta):
@@ -328,12 +347,14 @@ def test_divergences_match_their_entrywise_definitions(dtype, beta):
     assert _nmf_solvers.beta_divergence(*args) == pytest.approx(expected, rel=rtol)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("beta", [1, 0])
-def test_dense_update_terms_on_row_blocks_equal_the_whole_products(beta):
+def test_dense_update_terms_on_row_blocks_equal_the_whole_products(beta, order):
     # X large enough for several row blocks, run on threads: each block's
-    # share of the numerator and denominator must add up to the formulas.
+    # share of the numerator and denominator must add up to the formulas,
+    # whichever memory order X comes in (the blocks follow it).
     rng = np.random.default_rng(0)
-    X = rng.random((1500, 400)) + 0.1
+    X = np.asarray(rng.random((1500, 400)) + 0.1, order=order)
     W, H = rng.random((1500, 4)) + 0.1, rng.random((4, 400)) + 0.1
     problem = Problem(X)
     WH = W @ H
