@@ -556,12 +556,25 @@ def _dense_terms(X, A, B, beta, n_threads):
     block_rows = max(1, _BLOCK_ENTRIES // max(n_cols, 1))
     starts = list(range(0, n_rows, block_rows))
     threaded = len(starts) > 1 and n_threads > 1
+    step = 4 * max(n_threads, 1)
+    shares = None  # the H block's numerator and denominator, summed so far
     with _blas().limit(limits=1, user_api="blas"):
-        parts = _map(block, starts) if threaded else list(map(block, starts))
+        # a few blocks per thread at a time, their shares summed as they
+        # come: a tall X does not hold one share per block
+        for first in range(0, len(starts), step):
+            group = starts[first : first + step]
+            parts = _map(block, group) if threaded else list(map(block, group))
+            for part in parts if transposed else ():
+                if shares is None:
+                    shares = list(part)
+                    continue
+                shares[0] += part[0]
+                if part[1] is not None:
+                    shares[1] += part[1]
     if transposed:
-        num = functools.reduce(np.add, (part[0] for part in parts))
+        num = shares[0]
         if beta != 1:
-            den = functools.reduce(np.add, (part[1] for part in parts))
+            den = shares[1]
     return num, den
 
 

@@ -347,12 +347,18 @@ def test_divergences_match_their_entrywise_definitions(dtype, beta):
     assert _nmf_solvers.beta_divergence(*args) == pytest.approx(expected, rel=rtol)
 
 
+@pytest.mark.parametrize("block_entries", [None, 8000])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("beta", [1, 0])
-def test_dense_update_terms_on_row_blocks_equal_the_whole_products(beta, order):
+def test_dense_update_terms_on_row_blocks_equal_the_whole_products(
+    beta, order, block_entries, monkeypatch
+):
     # X large enough for several row blocks, run on threads: each block's
     # share of the numerator and denominator must add up to the formulas,
-    # whichever memory order X comes in (the blocks follow it).
+    # whichever memory order X comes in (the blocks follow it), and when the
+    # blocks come in several groups, summed as they come (75 blocks of 20).
+    if block_entries:
+        monkeypatch.setattr(_nmf_solvers, "_BLOCK_ENTRIES", block_entries)
     rng = np.random.default_rng(0)
     X = np.asarray(rng.random((1500, 400)) + 0.1, order=order)
     W, H = rng.random((1500, 4)) + 0.1, rng.random((4, 400)) + 0.1
