@@ -9,7 +9,9 @@ alternate), the ratio ``skpapers / scikit-learn`` (below 1: skpapers is
 faster; the target is at most 0.5 against ``mu``), the final loss of each
 (the divergence between ``X`` and the returned ``W @ H``, computed in float64
 by one function for both) and the peak memory of the call (``tracemalloc``,
-which sees numpy's arrays, in a separate untimed run). Then the time of
+which sees numpy's arrays, in a separate untimed run with ``random_state=0``
+for every estimator: the same seed for every start, where the timed runs'
+starts are random). Then the time of
 ``import skpapers.decomposition`` against ``import sklearn.decomposition``,
 each in a fresh interpreter.
 
@@ -252,7 +254,9 @@ def whole_fit(cases, losses, repeats, pause):
                 beta = beta_loss_to_float(beta_loss)
                 row = {"case": case, "dtype": np.dtype(dtype).name, "loss": beta_loss}
                 for name, make in makers.items():
-                    model = clone(make)
+                    # the same seed for every estimator's start (random
+                    # otherwise), so that the losses compare alike
+                    model = clone(make).set_params(random_state=0)
                     tracemalloc.start()
                     W = model.fit_transform(data)
                     peak = tracemalloc.get_traced_memory()[1]
