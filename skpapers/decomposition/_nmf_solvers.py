@@ -472,7 +472,7 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
                 den = _sparse_power_product(A, B, beta - 1)
         elif mask is None and beta < 2:
             num, den = _dense_terms(X, A, B, beta, problem.n_threads)
-        else:
+        else:  # missing entries (or beta > 2)
             # A @ B in X's memory order (the H block's X is X.T, a Fortran
             # view): elementwise passes over mixed orders are twice as slow
             if X.flags.f_contiguous and not X.flags.c_contiguous:
@@ -480,12 +480,8 @@ def _gradient_terms(problem, A, B, beta, l1, l2, *, XBt=None, BBt=None):
             else:
                 AB = A @ B
             _floor(AB)
-            if beta == 1:
-                den = (
-                    np.broadcast_to(B.sum(axis=1), A.shape).copy()
-                    if mask is None
-                    else mask @ B.T
-                )
+            if beta == 1:  # here mask is given: complete data took _dense_terms
+                den = mask @ B.T
                 scaled = np.divide(X, AB, out=AB)
             else:
                 if beta == 2:
@@ -525,13 +521,13 @@ def _dense_terms(X, A, B, beta, n_threads):
     X, W, H = (X.T, B.T, A.T) if transposed else (X, A, B)
     n_rows, n_cols = X.shape
     Ht = np.ascontiguousarray(H.T)
-    num = np.empty((n_rows, H.shape[0]), X.dtype) if not transposed else None
-    den = None
+    # the W block writes its rows; the H block sums the blocks' shares
+    num = np.zeros(A.shape, X.dtype)
     if beta == 1:  # the denominator is a column sum of the other factor
         sums = W.sum(axis=0) if transposed else H.sum(axis=1)
         den = np.broadcast_to(sums, A.shape).copy()
-    elif not transposed:
-        den = np.empty_like(num)
+    else:
+        den = np.zeros(A.shape, X.dtype)
 
     def block(start):
         rows = slice(start, start + block_rows)
@@ -557,24 +553,16 @@ def _dense_terms(X, A, B, beta, n_threads):
     starts = list(range(0, n_rows, block_rows))
     threaded = len(starts) > 1 and n_threads > 1
     step = 4 * max(n_threads, 1)
-    shares = None  # the H block's numerator and denominator, summed so far
     with _blas().limit(limits=1, user_api="blas"):
         # a few blocks per thread at a time, their shares summed as they
         # come: a tall X does not hold one share per block
         for first in range(0, len(starts), step):
             group = starts[first : first + step]
             parts = _map(block, group) if threaded else list(map(block, group))
-            for part in parts if transposed else ():
-                if shares is None:
-                    shares = list(part)
-                    continue
-                shares[0] += part[0]
-                if part[1] is not None:
-                    shares[1] += part[1]
-    if transposed:
-        num = shares[0]
-        if beta != 1:
-            den = shares[1]
+            for num_share, den_share in parts if transposed else ():
+                num += num_share
+                if den_share is not None:
+                    den += den_share
     return num, den
 
 
@@ -1045,7 +1033,7 @@ def fit_factors(
         products, an evaluation costs about as much as an iteration.
     check_every : int
         Check ``tol`` after every ``check_every``-th iteration (scikit-learn:
-        10), always over the last 10 iterations. Fewer iterations between
+        10), over the last ``window`` iterations. Fewer iterations between
         checks stop sooner after the rule holds; the loss must then be
         evaluated at least as often (``loss_every``).
     window : int
