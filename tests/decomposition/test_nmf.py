@@ -308,7 +308,7 @@ def test_loss_curve_is_the_penalised_loss(X):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_the_starts_svd_of_an_exactly_low_rank_matrix(sparse):
+def test_the_starts_svd_of_a_nearly_low_rank_matrix(sparse):
     # Rank 3, plus noise of 1e-6, with 5 components asked: the 15 random
     # directions are nearly dependent (one Cholesky orthonormalisation of
     # them is off by 5e-3); the basis must still come out orthonormal, and
