@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,6 +26,7 @@ from skpapers.decomposition._nmf_solvers import (
     beta_loss_to_float,
     fit_factors,
     initialize_factors,
+    penalty,
     solve_frobenius_W,
 )
 from skpapers.utils import restore_on_error
@@ -90,7 +92,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Frobenius multiplicative updates repeat a factor's update while it
         still moves and costs little next to the products with ``X`` (Gillis
         & Glineur's accelerated rule; the loss still never rises); the
-        other losses make one; the additive solver's ``"auto"`` steps make 5.
+        other losses make one, and on complete dense data start from a
+        Frobenius fit (its iterations count in ``max_iter``, at most half of
+        it, and in ``n_iter_``; it is kept only where it lowers the loss); the
+        additive solver's ``"auto"`` steps make 5.
 
     missing : {"nan", "unstored"}, default="nan"
         What a missing entry is. ``"nan"``: NaN in a dense ``X``; every entry
@@ -110,8 +115,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         (``inner_iter="auto"`` on complete data), whose loss comes free with
         its products, checks after every iteration the fall over the last 5,
         times 2: the fall at the current rate, where 10 iterations would
-        still count the large falls of the first few. ``0`` runs all
-        ``max_iter`` iterations.
+        still count the large falls of the first few; so does a Frobenius
+        start, by its own loss (with ``tol=1e-4`` where ``tol`` is 0). ``0``
+        runs all ``max_iter`` iterations.
 
     alpha_W : float, default=0.0
         Penalty on ``W``, scaled by ``n_features`` as in scikit-learn.
@@ -143,7 +149,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Frobenius loss, the Frobenius norm of the residual.
 
     n_iter_ : int
-        Number of iterations run.
+        Number of iterations run, those of a Frobenius start included.
 
     loss_curve_ : ndarray of shape (n_evaluations,)
         Penalised loss after the iterations in :attr:`loss_iterations_`,
@@ -154,7 +160,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     loss_iterations_ : ndarray of shape (n_evaluations,)
         The iteration of each entry of :attr:`loss_curve_`: every one for the
         Frobenius loss of complete data, where the loss comes free; else every
-        10th and the last, an evaluation costing about an iteration.
+        10th and the last, an evaluation costing about an iteration. After a
+        Frobenius start (``inner_iter="auto"``, other losses, complete dense
+        data), the second entry is its last iteration, and the count of 10
+        goes on from there.
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
@@ -334,6 +343,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
             loss_every = _loss_every(problem, beta)
             plain = self.inner_iter == 1 or loss_every != 1
+            start = self._frobenius_start(problem, W, H, beta, regularization)
             result = fit_factors(
                 problem,
                 W,
@@ -343,8 +353,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 solver=self.solver,
                 learning_rate=self.learning_rate,
                 n_inner=self.inner_iter,
-                max_iter=self.max_iter,
+                max_iter=self.max_iter - start.n_iter,
                 tol=self.tol,
+                error_reference=start.reference,
+                initial_divergence=start.divergence,
                 loss_every=loss_every,
                 # where the loss comes free, the accelerated schedule checks
                 # the rule after each iteration, on the fall of the last 5
@@ -361,7 +373,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
             divergence = beta_divergence(problem, W, H, beta)
             W = _times(W, scale_W)
-            if result.n_iter == self.max_iter and self.tol > 0:
+            n_iter = start.n_iter + result.n_iter
+            if n_iter == self.max_iter and self.tol > 0:
                 warnings.warn(
                     f"NMF: the maximum number of iterations ({self.max_iter}) was "
                     "reached before convergence; increase max_iter or tol.",
@@ -371,11 +384,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         self.components_ = components
         with np.errstate(over="ignore"):
-            self.loss_curve_ = result.loss_curve * np.power(scale, beta)
+            curve = np.concatenate([start.loss_curve, result.loss_curve])
+            self.loss_curve_ = curve * np.power(scale, beta)
             error = np.power(scale, beta / 2) * np.sqrt(2 * divergence)
-        self.loss_iterations_ = result.loss_iterations
+        self.loss_iterations_ = np.concatenate(
+            [start.loss_iterations, result.loss_iterations + start.n_iter]
+        )
         self.n_components_ = result.H.shape[0]
-        self.n_iter_ = result.n_iter
+        self.n_iter_ = n_iter
         self.reconstruction_err_ = float(error)
         return W
 
@@ -648,6 +664,67 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         return initialize_factors(X, k, init, random_state, mean=mean, problem=given)
 
+    def _frobenius_start(self, problem, W, H, beta, regularization):
+        """Fit ``W`` and ``H`` in place for the Frobenius loss first, where the
+        accelerated schedule fits another loss to complete dense data.
+
+        The Frobenius fit is cheap (its loss comes free, its inner steps cost
+        ``O(n k^2)``) and lands far closer to the Kullback-Leibler or
+        Itakura-Saito fit of dense data than the NNDSVD start does, as
+        :meth:`transform` starts from the Frobenius solution. Its iterations
+        count in ``max_iter`` (at most half of it) and ``n_iter_``; ``tol``
+        stays relative to the error at the initialisation. Its small entries
+        are raised to a thousandth of the factor's mean, which multiplicative
+        updates could not leave. Where the fitted loss is no lower there than
+        at the initialisation, the initial factors are put back: the loss
+        never rises.
+        """
+        plain = _FrobeniusStart(n_iter=0, reference=None)
+        if (
+            beta == 2
+            or self.solver != "mu"
+            or self.inner_iter != "auto"
+            or not problem.complete
+            or sp.issparse(problem.X)
+            or self.max_iter < 2
+        ):
+            return plain
+
+        def objective(divergence):
+            return (
+                divergence
+                + penalty(W, regularization.l1_W, regularization.l2_W)
+                + penalty(H, regularization.l1_H, regularization.l2_H)
+            )
+
+        initial = beta_divergence(problem, W, H, beta)
+        initial_objective = objective(initial)
+        W0, H0 = W.copy(), H.copy()
+        result = fit_factors(
+            problem,
+            W,
+            H,
+            beta=2,
+            regularization=Regularization(),
+            max_iter=self.max_iter // 2,
+            tol=self.tol or _START_TOL,
+            check_every=1,
+            window=_RATE_WINDOW,
+        )
+        for A in (W, H):
+            np.maximum(A, _START_FLOOR * A.mean(), out=A)
+        divergence = beta_divergence(problem, W, H, beta)
+        if not objective(divergence) <= initial_objective:  # NaN too
+            W[...], H[...] = W0, H0
+            return plain
+        return _FrobeniusStart(
+            n_iter=result.n_iter,
+            reference=np.sqrt(2 * initial),
+            divergence=divergence,
+            loss_curve=np.array([initial_objective]),
+            loss_iterations=np.array([0]),
+        )
+
     def _regularization(self, shape):
         n_samples, n_features = shape
         alpha_H = self.alpha_W if self.alpha_H == "same" else self.alpha_H
@@ -728,6 +805,24 @@ def _check_missing(X, estimator, method):
 # Iterations over which the accelerated schedule measures the fall of the
 # error for ``tol`` (scaled to 10 iterations).
 _RATE_WINDOW = 5
+# tol of the Frobenius start where the fit's own is 0 (run every iteration).
+_START_TOL = 1e-4
+# Entries below this share of their factor's mean after the Frobenius start
+# are raised to it: multiplicative updates cannot move a zero.
+_START_FLOOR = 1e-3
+
+
+@dataclass
+class _FrobeniusStart:
+    """What the Frobenius start did: its iterations, the error ``tol`` is
+    relative to (``None``: the fit's own start), the divergence it ended at
+    and the loss at the initialisation, where one was made."""
+
+    n_iter: int
+    reference: float | None
+    divergence: float | None = None
+    loss_curve: np.ndarray = field(default_factory=lambda: np.empty(0))
+    loss_iterations: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
 
 
 def _loss_every(problem, beta):

@@ -992,6 +992,7 @@ def fit_factors(
     check_every=10,
     window=10,
     error_reference=None,
+    initial_divergence=None,
     verbose=0,
 ):
     """Alternately update ``W`` then ``H`` to minimise the penalised divergence.
@@ -1096,7 +1097,9 @@ def fit_factors(
     )
     with one_blas_thread:
         HHt = H @ H.T if plain_frobenius else None
-        initial = beta_divergence(problem, W, H, beta)
+        initial = initial_divergence
+        if initial is None:
+            initial = beta_divergence(problem, W, H, beta)
         losses = [initial + penalty(W, reg.l1_W, reg.l2_W)]
         if update_H:
             losses[0] += penalty(H, reg.l1_H, reg.l2_H)
