@@ -357,6 +357,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 tol=self.tol,
                 error_reference=start.reference,
                 initial_divergence=start.divergence,
+                lift_subnormal=self.inner_iter == "auto",
                 loss_every=loss_every,
                 # where the loss comes free, the accelerated schedule checks
                 # the rule after each iteration, on the fall of the last 5
@@ -760,6 +761,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             update_H=False,
             loss_every=_loss_every(problem, beta),
             error_reference=reference,
+            lift_subnormal=self.inner_iter == "auto",
         ).W
 
     @property

@@ -826,6 +826,34 @@ def test_nnls_rows_answer_does_not_depend_on_the_guess(kind):
     assert_allclose(W, expected, rtol=1e-9, atol=1e-12)
 
 
+def test_kullback_leibler_default_keeps_W_out_of_the_subnormal_range():
+    # The plain rule drives entries of W into subnormal numbers, whose
+    # arithmetic is many times slower; the default lifts them to 16 tiny/eps
+    # (about 1e-21 in float32), and keeps exact zeros.
+    tiny = np.finfo(np.float32).tiny
+    X = sp.random(300, 120, density=0.05, random_state=0, dtype=np.float32)
+    params = dict(beta_loss="kullback-leibler", max_iter=400, tol=0, random_state=0)
+    plain = NMF(6, inner_iter=1, **params).fit_transform(X.tocsr())
+    assert (plain[plain > 0] < tiny).any()
+    W = NMF(6, **params).fit_transform(X.tocsr())
+    floor = 16 * tiny / np.finfo(np.float64).eps
+    assert W[W > 0].min() >= np.float32(floor)
+    W0, H0 = _custom_init(X.toarray(), 6)
+    W0[::3, 0] = 0  # zeros the rules cannot move, and the lift leaves
+    result = fit_factors(
+        Problem(X.tocsr()),
+        W0,
+        H0,
+        beta=1,
+        regularization=Regularization(),
+        max_iter=400,
+        tol=0,
+        lift_subnormal=True,
+    )
+    assert not result.W[::3, 0].any()
+    assert result.W[result.W > 0].min() >= np.float32(floor)
+
+
 def test_accelerated_mu_beats_the_plain_rule_at_equal_iterations():
     X = _low_rank(n=150, m=120, k=6)
     params = dict(init="random", random_state=0, max_iter=30, tol=0)
