@@ -270,11 +270,13 @@ os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 # --------------------------------------------------------------------------
 
 
-def _product_at_nonzeros(A, B, X, chunk=8192, rows=None):
+def _product_at_nonzeros(A, B, X, chunk=32768, rows=None):
     """``(A @ B)`` at the stored entries of the CSR matrix ``X``, in its order.
 
-    Chunks of entries whose gathered rows stay in cache, on threads; the
-    rows are gathered by ``np.take``, twice as fast as fancy indexing."""
+    Chunks of entries on threads, large enough that the per-chunk overhead
+    is small (on a 20000 x 5000 matrix with 500,000 entries, 32768 entries a
+    chunk took 0.7 of the time of 8192, about the time of 65536); the rows
+    are gathered by ``np.take``, twice as fast as fancy indexing."""
     if rows is None:
         rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     out = np.empty(X.nnz, dtype=np.result_type(A, B))
