@@ -436,6 +436,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         regularization = _scaled(
             self._regularization(problem.shape), scale, scale_W, scale_H, beta
         )
+        if beta == 2 and problem.complete:  # exact: no start, no tol
+            W = self._solve_W(problem, H, None, beta, regularization, guess)
+            return W, H, scale_W
         mean = problem.X.sum() / problem.n_observed
         start = np.full(
             (problem.shape[0], len(components)),
