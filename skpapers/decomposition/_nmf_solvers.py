@@ -1252,19 +1252,34 @@ def _range_svd(problem, k, n_iter, random_state, n_oversamples=_INIT_OVERSAMPLES
 
 def _orthonormal(A):
     """An orthonormal basis of the columns of a tall ``A``, by the Cholesky
-    factor of its Gram matrix in float64 (a tenth of a QR's time); by QR
-    where the columns are too close to dependent for that (the factor's
+    factor of its Gram matrix in float64 (a tenth of a QR's time).
+
+    Where the columns are too close to dependent for that (the factor's
     diagonal spans more than 1e6: the Gram matrix would lose the small
-    directions to rounding)."""
+    directions to rounding), by shifted Cholesky QR (Fukaya et al. 2020): the
+    Gram matrix plus a shift of the order of rounding, whose factor gives a
+    basis orthonormal to about the square root of eps, made orthonormal to
+    rounding by two plain Cholesky passes. Three passes cost a fifth of a QR.
+    """
     A64 = A.astype(np.float64)
+    gram = A64.T @ A64
     try:
-        lower = np.linalg.cholesky(A64.T @ A64)
+        lower = np.linalg.cholesky(gram)
         diagonal = np.diag(lower)
-        if not diagonal.min() > 1e-6 * diagonal.max():
-            raise np.linalg.LinAlgError("nearly dependent columns")
-    except np.linalg.LinAlgError:
+        if diagonal.min() > 1e-6 * diagonal.max():
+            return (A64 @ np.linalg.inv(lower).T).astype(A.dtype)
+    except np.linalg.LinAlgError:  # not positive definite in floating point
+        pass
+    n_rows, n_cols = A64.shape
+    shift = 11 * (n_rows * n_cols + n_cols * (n_cols + 1)) * _TINY
+    gram[np.diag_indices(n_cols)] += shift * np.trace(gram)
+    try:
+        Q = A64 @ np.linalg.inv(np.linalg.cholesky(gram)).T
+        for _ in range(2):
+            Q = Q @ np.linalg.inv(np.linalg.cholesky(Q.T @ Q)).T
+        return Q.astype(A.dtype)
+    except np.linalg.LinAlgError:  # dependent columns (or not finite)
         return np.linalg.qr(A64)[0].astype(A.dtype)
-    return (A64 @ np.linalg.inv(lower).T).astype(A.dtype)
 
 
 def initialize_factors(

@@ -402,6 +402,25 @@ def test_the_starts_svd_of_a_nearly_low_rank_matrix(sparse):
     assert np.isfinite(W).all() and np.isfinite(H).all()
 
 
+@pytest.mark.parametrize("noise", [1e-6, 1e-9, 1e-12, 0.0])
+def test_orthonormal_basis_of_nearly_dependent_columns(noise, monkeypatch):
+    # Rank 5 in 40 columns, plus noise: the Gram matrix's Cholesky factor
+    # spans more than 1e6, and the shifted Cholesky QR takes over (no QR);
+    # the basis is orthonormal to rounding and spans the columns. Exactly
+    # dependent columns (no noise) may fall back to QR.
+    if noise:
+
+        def no_qr(*args, **kwargs):
+            raise AssertionError("QR used")
+
+        monkeypatch.setattr(np.linalg, "qr", no_qr)
+    rng = np.random.default_rng(0)
+    A = rng.random((2000, 5)) @ rng.random((5, 40)) + noise * rng.random((2000, 40))
+    Q = _nmf_solvers._orthonormal(A)
+    assert_allclose(Q.T @ Q, np.eye(40), atol=1e-12)
+    assert np.linalg.norm(A - Q @ (Q.T @ A)) <= 1e-12 * np.linalg.norm(A)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [1, 0])
 def test_divergences_match_their_entrywise_definitions(dtype, beta):
